@@ -1,0 +1,39 @@
+# cristack: make demo | make test | make bench | make proto | make tools
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint proto tools bench bench-quick clean
+
+# The virtualenv is rebuilt whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m cristack.cli demo
+
+tools:
+	./scripts/install-tools.sh
+
+test: $(STAMP) tools
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# Regenerates cristack/pb from proto/ with the pinned grpcio-tools.
+proto: $(STAMP)
+	$(PY) -m cristack.protogen
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache

@@ -1,0 +1,42 @@
+"""Log setup shared by the components: logrus-style level names, one line per record."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "panic": logging.CRITICAL,
+}
+
+
+def parse_level(text: str) -> int:
+    """Maps a CRI-O/kubelet style level name to a logging level; ValueError if unknown."""
+    try:
+        return LEVELS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown log level {text!r} (one of {', '.join(LEVELS)})") from None
+
+
+def verbosity_level(v: int) -> int:
+    """klog's -v: 0-1 info, 2-3 more info (we keep INFO), 4 and above debug."""
+    return logging.DEBUG if v >= 4 else logging.INFO
+
+
+def setup(component: str, level: int) -> None:
+    """Configures the root logger to write ``time level component: message`` lines to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s.%(msecs)03d %(levelname)-5s {component}: %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # grpc's own loggers are chatty at DEBUG and say nothing a user of ours needs.
+    logging.getLogger("grpc").setLevel(max(level, logging.INFO))

@@ -1,0 +1,117 @@
+"""Starting and stopping our components as real processes (used by ``cristack demo``, the
+pytest plugin and our own tests): wait until a socket serves, stop with SIGTERM, then SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cristack.endpoints import Endpoint
+
+
+def component_argv(name: str, *args: str) -> list[str]:
+    """The command line of a console script of ours, run with the current interpreter, so that
+    it works from a virtualenv that is not on PATH."""
+    modules = {"fake-crio": "fake_crio.main", "fake-conmon": "fake_conmon.main",
+               "fake-kubelet": "fake_kubelet.main", "cristack": "cristack.cli"}
+    return [sys.executable, "-c", f"import sys; from {modules[name]} import main; sys.argv[0] = {name!r}; main()",
+            *args]
+
+
+def serving(ep: Endpoint, timeout: float = 0.2) -> bool:
+    """True when something accepts connections at ``ep``."""
+    try:
+        if ep.path is not None:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect(str(ep.path))
+        else:
+            with socket.create_connection((ep.host, ep.port), timeout=timeout):
+                pass
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Proc:
+    """A running component with its log file."""
+
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+    endpoint: Endpoint | None = None
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_serving(self, timeout: float = 15.0) -> None:
+        """Waits until the endpoint accepts connections; raises with the log if the process died."""
+        assert self.endpoint is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_text()}")
+            if serving(self.endpoint):
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"{self.name} did not serve on {self.endpoint} within {timeout}s:\n{self.log_text()}")
+
+    def stop(self, timeout: float = 5.0) -> float:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the seconds it took to exit."""
+        start = time.monotonic()
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return time.monotonic() - start
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def start(name: str, args: Sequence[str], log_path: Path, *, endpoint: Endpoint | None = None,
+          env: dict[str, str] | None = None, wait: bool = True) -> Proc:
+    """Starts component ``name`` with ``args``, output to ``log_path``; waits until it serves."""
+    argv = component_argv(name, *args)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env={**os.environ, **(env or {})}, start_new_session=True)
+    proc = Proc(name, popen, log_path, endpoint, argv)
+    if wait and endpoint is not None:
+        try:
+            proc.wait_serving()
+        except Exception:
+            proc.kill()
+            raise
+    return proc
+
+
+def find_tool(name: str) -> str | None:
+    """A real tool (crictl, jaeger): ``.tools/bin`` of this checkout first, then PATH."""
+    here = Path(__file__).resolve().parent.parent / ".tools" / "bin" / name
+    if here.exists():
+        return str(here)
+    return shutil.which(name)

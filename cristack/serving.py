@@ -1,0 +1,75 @@
+"""Runs a grpc.aio server on an endpoint until SIGTERM/SIGINT, then stops it promptly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import grpc
+
+from cristack.endpoints import Endpoint, prepare_unix_listener, secure_socket, warn_if_exposed
+
+log = logging.getLogger(__name__)
+
+# The kubelet's CRI client caps messages at 16 MiB; larger requests are refused with
+# RESOURCE_EXHAUSTED by grpc itself instead of being buffered.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_CONCURRENT_STREAMS = 256
+SERVER_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+    ("grpc.so_reuseport", 0),
+)
+STOP_GRACE_S = 0.5
+
+
+async def serve(
+    component: str,
+    endpoint: Endpoint,
+    register: Callable[[grpc.aio.Server], None],
+    *,
+    private_parent: bool = False,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    on_started: Callable[[], Awaitable[None]] | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Binds ``endpoint``, serves until a stop signal, then runs ``on_stop``.
+
+    ``private_parent`` makes the socket's directory 0700 (used for our default locations).
+    """
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
+    register(server)
+    if endpoint.path is not None:
+        prepare_unix_listener(endpoint.path, private_parent=private_parent)
+    else:
+        warn_if_exposed(endpoint, component)
+    port = server.add_insecure_port(endpoint.grpc_target)
+    if endpoint.path is None and port == 0:
+        raise OSError(f"cannot listen on {endpoint.grpc_target}")
+    await server.start()
+    if endpoint.path is not None:
+        secure_socket(endpoint.path)
+    where = endpoint.grpc_target if endpoint.path is not None or endpoint.port else f"{endpoint.host}:{port}"
+    log.info("%s serving on %s", component, where)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if on_started is not None:
+            await on_started()
+        await stop.wait()
+        log.info("%s stopping", component)
+    finally:
+        await server.stop(STOP_GRACE_S)
+        if on_stop is not None:
+            await on_stop()
+        if endpoint.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                Path(endpoint.path).unlink()

@@ -1,0 +1,257 @@
+"""Container process supervision, shared by fake-conmon (runtime type "pod") and fake-crio
+(runtime type "oci", where CRI-O would run the process without a monitor of its own).
+
+A container is a real child process running one of our built-in applets (never a host
+binary). Like ``runc create`` it is spawned *held*: the child blocks on a pipe until
+``start()`` releases it, so CreateContainer and StartContainer stay two steps. While it
+runs, ``read_loop`` copies its stdout/stderr from real pipes into the CRI log file, and
+``wait_for_exit_code`` records the exit and writes it to the exit files, as conmon-rs does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cristack.applets import HOLD_FD_ENV, PARENT_ENV, child_argv, resolve
+from cristack.crilog import CriLogWriter
+from cristack.files import write_atomic
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 32 * 1024
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a container ended: exit code (128+N for signal N), when, and the CRI reason."""
+
+    code: int
+    finished_at: int
+    reason: str
+    message: str = ""
+
+    @staticmethod
+    def from_returncode(rc: int, message: str = "") -> ExitStatus:
+        code = 128 - rc if rc < 0 else rc  # asyncio reports a signal death as -N
+        return ExitStatus(code, now_ns(), "Completed" if code == 0 else "Error", message)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool = False
+
+
+@dataclass
+class Hooks:
+    """Callbacks the tracing layer uses to wrap the supervision steps in spans.
+
+    Each ``*_step`` receives the coroutine of that step and must await it; the default
+    simply awaits. ``on_read`` is told of each chunk read (stream name, byte count).
+    """
+
+    read_loop: Callable[[Awaitable[None]], Awaitable[None]] | None = None
+    wait_for_exit_code: Callable[[Awaitable[ExitStatus]], Awaitable[ExitStatus]] | None = None
+    on_read: Callable[[str, int], None] | None = None
+    on_exit: Callable[[ExitStatus], None] | None = None
+
+
+def container_env(env: Mapping[str, str], *, hostname: str = "", cwd: str = "/") -> dict[str, str]:
+    """The environment a container process sees: its own variables plus the usual defaults.
+
+    Nothing of the host's environment leaks in.
+    """
+    out = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    if hostname:
+        out["HOSTNAME"] = hostname
+    out.update(env)
+    out["PWD"] = cwd or "/"
+    return out
+
+
+@dataclass
+class ContainerProcess:
+    """One supervised container process."""
+
+    id: str
+    argv: list[str]
+    env: dict[str, str]
+    workdir: Path  # a private scratch dir standing in for the rootfs; never a user-given host path
+    log_path: Path | None
+    exit_paths: Sequence[Path] = ()
+    hooks: Hooks = field(default_factory=Hooks)
+
+    pid: int = 0
+    started_at: int = 0
+    _proc: asyncio.subprocess.Process | None = None
+    _hold_w: int = -1
+    _log: CriLogWriter | None = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _exited: asyncio.Future[ExitStatus] | None = None
+
+    async def create(self) -> int:
+        """Spawns the held process and starts reading its output; returns its pid."""
+        if resolve(self.argv) is None:
+            # Like a missing binary under a real runtime, the process still starts and dies
+            # with 127 and a message in its log, so the applet runner handles it.
+            log.debug("container %s: unknown command %r", self.id, self.argv[:1])
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.log_path is not None:
+            self._log = CriLogWriter(self.log_path)
+        hold_r, self._hold_w = os.pipe()
+        env = dict(self.env)
+        env[HOLD_FD_ENV] = str(hold_r)
+        env[PARENT_ENV] = str(os.getpid())
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *child_argv(self.argv),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=self.workdir,
+                pass_fds=(hold_r,),
+                start_new_session=True,
+            )
+        finally:
+            os.close(hold_r)
+        self.pid = self._proc.pid
+        self._exited = asyncio.get_running_loop().create_future()
+        self._tasks.append(asyncio.create_task(self._supervise(), name=f"supervise-{self.id[:12]}"))
+        return self.pid
+
+    async def start(self) -> int:
+        """Releases the held process; returns the start time (ns since the epoch)."""
+        if self._hold_w < 0:
+            raise RuntimeError("container already started")
+        self.started_at = now_ns()
+        try:
+            os.write(self._hold_w, b"1")
+        except BrokenPipeError:
+            pass  # it died before start; the exit is recorded by wait_for_exit_code
+        os.close(self._hold_w)
+        self._hold_w = -1
+        return self.started_at
+
+    @property
+    def exited(self) -> asyncio.Future[ExitStatus]:
+        assert self._exited is not None, "create() first"
+        return self._exited
+
+    async def stop(self, timeout: float, sig: int = signal.SIGTERM) -> ExitStatus:
+        """Sends ``sig``, then SIGKILL after ``timeout`` seconds; returns the exit status."""
+        if self._exited is None:
+            raise RuntimeError("container not created")
+        if not self._exited.done():
+            if self._hold_w >= 0:  # never started: nothing to be graceful with
+                sig, timeout = signal.SIGKILL, 0
+            self._signal(sig)
+            if timeout > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._exited), timeout)
+            if not self._exited.done():
+                self._signal(signal.SIGKILL)
+        return await asyncio.shield(self._exited)
+
+    def _signal(self, sig: int) -> None:
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            # The whole session: an `sh -c` applet's work lives in the same process, but a
+            # stray grandchild must not outlive its container either.
+            os.killpg(self._proc.pid, sig)
+
+    def reopen_log(self) -> None:
+        """Reopens the log file, so a rotated-away file stops growing."""
+        if self._log is not None:
+            self._log.reopen()
+
+    async def _supervise(self) -> None:
+        read = self._read_loop()
+        reader = asyncio.create_task(self.hooks.read_loop(read) if self.hooks.read_loop else read)
+        wait = self._wait_for_exit_code(reader)
+        status = await (self.hooks.wait_for_exit_code(wait) if self.hooks.wait_for_exit_code else wait)
+        self._write_exit_paths(status)
+        if self.hooks.on_exit is not None:
+            self.hooks.on_exit(status)
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(status)
+
+    async def _read_loop(self) -> None:
+        assert self._proc is not None and self._proc.stdout and self._proc.stderr
+
+        async def pump(stream: asyncio.StreamReader, name: str) -> None:
+            while chunk := await stream.read(READ_CHUNK):
+                if self.hooks.on_read is not None:
+                    self.hooks.on_read(name, len(chunk))
+                if self._log is not None:
+                    try:
+                        self._log.write(name, chunk)
+                    except OSError as err:
+                        log.error("container %s: writing log %s failed: %s", self.id, self.log_path, err)
+                        self._log = None
+            if self._log is not None:
+                self._log.flush_partial(name)
+
+        await asyncio.gather(pump(self._proc.stdout, "stdout"), pump(self._proc.stderr, "stderr"))
+
+    async def _wait_for_exit_code(self, reader: asyncio.Task) -> ExitStatus:
+        assert self._proc is not None
+        rc = await self._proc.wait()
+        # The output pipes close when the process exits; let the reader drain them so the
+        # log holds every line before the exit becomes visible.
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(reader), 2.0)
+        if self._log is not None:
+            self._log.close()
+        if self._hold_w >= 0:
+            os.close(self._hold_w)
+            self._hold_w = -1
+        return ExitStatus.from_returncode(rc)
+
+    def _write_exit_paths(self, status: ExitStatus) -> None:
+        for path in self.exit_paths:
+            try:
+                write_atomic(path, f"{status.code}".encode())
+            except OSError as err:
+                log.error("container %s: writing exit file %s failed: %s", self.id, path, err)
+
+    async def close(self) -> None:
+        """Kills the process if it still runs and waits for supervision to finish."""
+        if self._exited is not None and not self._exited.done():
+            self._signal(signal.SIGKILL)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 3.0)
+
+
+async def exec_sync(argv: list[str], env: dict[str, str], workdir: Path, timeout: float) -> ExecResult:
+    """Runs an applet beside a container and collects its output; ``timeout`` 0 means none."""
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    proc = await asyncio.create_subprocess_exec(
+        *child_argv(argv), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=workdir, start_new_session=True)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout if timeout > 0 else None)
+    except asyncio.TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        return ExecResult(-1, b"", b"", timed_out=True)
+    rc = proc.returncode if proc.returncode is not None else -1
+    return ExecResult(128 - rc if rc < 0 else rc, out, err)
+

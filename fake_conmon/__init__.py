@@ -1,0 +1,1 @@
+"""fake-conmon: the container monitor, modelled on conmon-rs."""

@@ -1,0 +1,1 @@
+"""fake-crio: a mock CRI-O serving the CRI (runtime.v1)."""

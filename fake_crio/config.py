@@ -1,0 +1,204 @@
+"""fake-crio's configuration: ``crio.conf`` and ``crio.conf.d`` drop-ins, then flags.
+
+The keys are CRI-O's own (``[crio]``, ``[crio.api]``, ``[crio.runtime]``,
+``[crio.runtime.runtimes.NAME]``, ``[crio.image]``, ``[crio.tracing]``) with their real
+defaults where a mock can honour them. What only a mock needs (pull latency, where pod logs
+may go, call recording) lives in a separate top-level ``[cristack]`` table so that it never
+changes the meaning of a real key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cristack.endpoints import Endpoint, default_runtime_dir, parse_endpoint
+from cristack.errors import ConfigError
+from cristack.logs import parse_level
+from cristack.tomlconf import Layered, load_layers
+
+log = logging.getLogger(__name__)
+
+RUNTIME_TYPES = ("oci", "pod")
+DEFAULT_TRACING_ENDPOINT = "127.0.0.1:4317"
+
+# Keys we read. Anything else under [crio...] is a real CRI-O key that a mock has no use for.
+KNOWN_KEYS = {
+    "crio.root", "crio.runroot", "crio.log_dir",
+    "crio.api.listen", "crio.api.grpc_max_send_msg_size", "crio.api.grpc_max_recv_msg_size",
+    "crio.runtime.default_runtime", "crio.runtime.log_level",
+    "crio.image.pause_image",
+    "crio.tracing.enable_tracing", "crio.tracing.tracing_endpoint",
+    "crio.tracing.tracing_sampling_rate_per_million",
+    "cristack.pull_latency_ms", "cristack.pod_logs_root", "cristack.record_calls",
+}
+HANDLER_KEYS = {"runtime_type", "runtime_path", "runtime_root", "monitor_path", "monitor_endpoint",
+                "monitor_env", "monitor_cgroup", "allowed_annotations", "privileged_without_host_devices"}
+
+
+@dataclass
+class RuntimeHandler:
+    """One ``[crio.runtime.runtimes.NAME]`` table."""
+
+    name: str
+    runtime_type: str = "oci"
+    # Where fake-conmon listens, for runtime_type "pod". (CRI-O's monitor_path names the
+    # conmon binary to run; we never run host binaries, so we connect to a running monitor.)
+    monitor_endpoint: str = ""
+
+
+@dataclass
+class TracingConfig:
+    enable_tracing: bool = False
+    tracing_endpoint: str = DEFAULT_TRACING_ENDPOINT
+    tracing_sampling_rate_per_million: int = 0
+
+
+@dataclass
+class CrioConfig:
+    """Everything fake-crio needs to start, after files and flags are merged."""
+
+    listen: Endpoint
+    listen_is_default: bool
+    root: Path
+    runroot: Path
+    log_level: int = logging.INFO
+    log_level_name: str = "info"
+    default_runtime: str = "crun"
+    runtimes: dict[str, RuntimeHandler] = field(default_factory=dict)
+    pause_image: str = "registry.k8s.io/pause:3.10"
+    tracing: TracingConfig = field(default_factory=TracingConfig)
+    pull_latency_ms: float = 20.0
+    pod_logs_root: Path = Path("/var/log/pods")
+    record_calls: Path | None = None
+    sources: list[str] = field(default_factory=list)
+
+
+def default_root() -> Path:
+    return Path.home() / ".local" / "share" / "cristack" / "crio"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fake-crio",
+        description="A mock CRI-O: serves the CRI (runtime.v1) on a unix socket, for tracing demos and tests.")
+    p.add_argument("--config", "-c", type=Path, help="crio.conf (TOML)")
+    p.add_argument("--config-dir", "-d", type=Path, help="directory of *.conf drop-ins, merged in lexical order")
+    p.add_argument("--listen", help="unix:///PATH, PATH or HOST:PORT (default: a private runtime dir)")
+    p.add_argument("--log-level", "-l", help="trace, debug, info, warn, error, fatal (default info)")
+    p.add_argument("--root", "-r", type=Path, help="persistent state directory")
+    p.add_argument("--runroot", type=Path, help="runtime state directory")
+    p.add_argument("--default-runtime", help="runtime handler used when a request names none")
+    p.add_argument("--monitor-endpoint", help="fake-conmon endpoint for handlers of runtime_type \"pod\"")
+    p.add_argument("--pause-image", help="image of the sandbox's infra container")
+    p.add_argument("--enable-tracing", action="store_const", const=True, default=None,
+                   help="export OpenTelemetry traces")
+    p.add_argument("--tracing-endpoint", help=f"OTLP gRPC HOST:PORT (default {DEFAULT_TRACING_ENDPOINT})")
+    p.add_argument("--tracing-sampling-rate-per-million", type=int,
+                   help="sampling rate for traces that no sampled parent starts (default 0)")
+    p.add_argument("--pull-latency-ms", type=float, help="mock: time a pull of an absent image takes")
+    p.add_argument("--pod-logs-root", type=Path, help="mock: the only directory container logs may go to")
+    p.add_argument("--record-calls", type=Path, help="mock: append each CRI call's method name to this file")
+    return p
+
+
+def _handler(layers: Layered, name: str) -> RuntimeHandler:
+    prefix = f"crio.runtime.runtimes.{name}"
+    for key in layers.values:
+        if key.startswith(prefix + ".") and key[len(prefix) + 1:] not in HANDLER_KEYS:
+            log.warning("%s: %s is not used by fake-crio", layers.source(key), key)
+    rtype = layers.get(f"{prefix}.runtime_type", str, "oci")
+    if rtype not in RUNTIME_TYPES:
+        raise ConfigError(layers.source(f"{prefix}.runtime_type"), f"{prefix}.runtime_type",
+                          f"{rtype!r} is not one of {', '.join(RUNTIME_TYPES)}")
+    endpoint = layers.get(f"{prefix}.monitor_endpoint", str, "")
+    if endpoint:
+        try:
+            parse_endpoint(endpoint)
+        except ValueError as err:
+            raise ConfigError(layers.source(f"{prefix}.monitor_endpoint"), f"{prefix}.monitor_endpoint",
+                              str(err)) from None
+    return RuntimeHandler(name, rtype, endpoint)
+
+
+def load(argv: list[str] | None = None) -> CrioConfig:
+    """Parses flags and files into a CrioConfig; ConfigError names the file and key at fault."""
+    args = build_parser().parse_args(argv)
+    layers = load_layers(args.config, args.config_dir)
+    ignored = sorted(k for k in layers.values if k not in KNOWN_KEYS and not k.startswith("crio.runtime.runtimes."))
+    if ignored:
+        log.warning("ignoring keys fake-crio does not model: %s", ", ".join(ignored))
+
+    def pick(flag_value, key, kind, default):
+        return flag_value if flag_value is not None else layers.get(key, kind, default)
+
+    level_name = pick(args.log_level, "crio.runtime.log_level", str, "info")
+    try:
+        level = parse_level(level_name)
+    except ValueError as err:
+        raise ConfigError(layers.source("crio.runtime.log_level", "--log-level"), "log_level", str(err)) from None
+
+    listen_text = pick(args.listen, "crio.api.listen", str, None)
+    listen_default = listen_text is None
+    if listen_default:
+        listen = parse_endpoint(str(default_runtime_dir() / "crio.sock"))
+    else:
+        try:
+            listen = parse_endpoint(listen_text)
+        except ValueError as err:
+            raise ConfigError(layers.source("crio.api.listen", "--listen"), "crio.api.listen", str(err)) from None
+
+    runtimes = {name: _handler(layers, name) for name in layers.tables_under("crio.runtime.runtimes")}
+    if not runtimes:
+        runtimes["crun"] = RuntimeHandler("crun")
+    default_runtime = pick(args.default_runtime, "crio.runtime.default_runtime", str, "crun")
+    if default_runtime not in runtimes:
+        raise ConfigError(layers.source("crio.runtime.default_runtime", "--default-runtime"),
+                          "crio.runtime.default_runtime",
+                          f"{default_runtime!r} has no [crio.runtime.runtimes.{default_runtime}] table")
+    if args.monitor_endpoint:
+        try:
+            parse_endpoint(args.monitor_endpoint)
+        except ValueError as err:
+            raise ConfigError("<flags>", "--monitor-endpoint", str(err)) from None
+        for handler in runtimes.values():
+            if handler.runtime_type == "pod":
+                handler.monitor_endpoint = args.monitor_endpoint
+    for handler in runtimes.values():
+        if handler.runtime_type == "pod" and not handler.monitor_endpoint:
+            handler.monitor_endpoint = str(default_runtime_dir() / "conmon.sock")
+
+    tracing = TracingConfig(
+        enable_tracing=pick(args.enable_tracing, "crio.tracing.enable_tracing", bool, False),
+        tracing_endpoint=pick(args.tracing_endpoint, "crio.tracing.tracing_endpoint", str, DEFAULT_TRACING_ENDPOINT),
+        tracing_sampling_rate_per_million=pick(args.tracing_sampling_rate_per_million,
+                                               "crio.tracing.tracing_sampling_rate_per_million", int, 0),
+    )
+    if not 0 <= tracing.tracing_sampling_rate_per_million <= 1_000_000:
+        raise ConfigError(layers.source("crio.tracing.tracing_sampling_rate_per_million"),
+                          "crio.tracing.tracing_sampling_rate_per_million", "must be between 0 and 1000000")
+    latency = pick(args.pull_latency_ms, "cristack.pull_latency_ms", (int, float), 20.0)
+    if latency < 0:
+        raise ConfigError(layers.source("cristack.pull_latency_ms"), "cristack.pull_latency_ms", "must be >= 0")
+    root = pick(args.root, "crio.root", (str, Path), None)
+    runroot = pick(args.runroot, "crio.runroot", (str, Path), None)
+    logs_root = pick(args.pod_logs_root, "cristack.pod_logs_root", (str, Path), "/var/log/pods")
+    record = pick(args.record_calls, "cristack.record_calls", (str, Path), None)
+    return CrioConfig(
+        listen=listen,
+        listen_is_default=listen_default,
+        root=Path(root) if root else default_root(),
+        runroot=Path(runroot) if runroot else default_runtime_dir() / "crio",
+        log_level=level,
+        log_level_name=level_name,
+        default_runtime=default_runtime,
+        runtimes=runtimes,
+        pause_image=pick(args.pause_image, "crio.image.pause_image", str, "registry.k8s.io/pause:3.10"),
+        tracing=tracing,
+        pull_latency_ms=float(latency),
+        pod_logs_root=Path(logs_root),
+        record_calls=Path(record) if record else None,
+        sources=sorted(set(layers.sources.values())),
+    )

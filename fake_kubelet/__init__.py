@@ -1,0 +1,1 @@
+"""fake-kubelet: static pods through the real CRI call order."""

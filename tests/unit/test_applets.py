@@ -1,0 +1,557 @@
+"""Built-in applets: run in-process with captured streams, plus a few real child processes."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from cristack.applets import APPLETS, Context, child_argv, merge_command, resolve, run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_applet(
+    *argv: str, stdin: bytes = b"", env: dict[str, str] | None = None, cwd: str | None = None
+) -> tuple[int, str, str]:
+    """Run an applet in-process; return (status, stdout, stderr)."""
+    out, err = io.BytesIO(), io.BytesIO()
+    ctx = Context(
+        stdin=io.BytesIO(stdin),
+        stdout=out,
+        stderr=err,
+        env={"PATH": "/usr/bin:/bin"} if env is None else env,
+        cwd=cwd or os.getcwd(),
+    )
+    status = run(list(argv), ctx)
+    return status, out.getvalue().decode(), err.getvalue().decode()
+
+
+def sh(script: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    return run_applet("sh", "-c", script, *args, env=env)
+
+
+def spawn(*argv: str, **kwargs: object) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **kwargs.pop("env", {})}  # type: ignore[dict-item]
+    return subprocess.Popen(
+        child_argv(list(argv)),
+        stdin=kwargs.pop("stdin", subprocess.DEVNULL),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def run_child(*argv: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = spawn(*argv, stdin=subprocess.PIPE, env=env or {})
+    out, err = proc.communicate(stdin, timeout=10)
+    return proc.returncode, out.decode(), err.decode()
+
+
+# --- resolution and command merging ---------------------------------------------------------------------
+
+
+def test_applet_set() -> None:
+    expected = {"echo", "printf", "cat", "sleep", "true", "false", "exit", "seq", "env", "date", "hostname"}
+    expected |= {"yes", "sh", "nginx", "stubborn", "pwd"}
+    assert expected <= APPLETS
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["sh", "-c", "true"], "sh"),
+        (["/bin/sh", "-c", "true"], "sh"),
+        (["/usr/bin/env"], "env"),
+        (["/bin/echo", "hi"], "echo"),
+        (["nginx", "-g", "daemon off;"], "nginx"),
+        (["/usr/sbin/nginx"], "nginx"),
+        (["/docker-entrypoint.sh", "nginx"], None),
+        (["python3"], None),
+        (["/usr/bin/python3"], None),
+        (["ls"], None),
+        (["./echo"], None),
+        (["bin/echo"], None),
+        ([""], None),
+        ([], None),
+    ],
+)
+def test_resolve(argv: list[str], name: str | None) -> None:
+    assert resolve(argv) == name
+
+
+def test_child_argv() -> None:
+    assert child_argv(["/bin/sh", "-c", "echo hi"]) == [
+        sys.executable,
+        "-m",
+        "cristack.applets",
+        "/bin/sh",
+        "-c",
+        "echo hi",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "cmd", "command", "args", "expected"),
+    [
+        (["/ep.sh"], ["nginx", "-g", "daemon off;"], [], [], ["/ep.sh", "nginx", "-g", "daemon off;"]),
+        (["ep"], ["c1"], ["sh", "-c"], ["echo hi"], ["sh", "-c", "echo hi"]),
+        # command without args drops the image CMD entirely
+        (["ep"], ["c1", "c2"], ["sleep", "5"], [], ["sleep", "5"]),
+        (["ep"], ["c1"], [], ["a1", "a2"], ["ep", "a1", "a2"]),
+        ([], ["sh"], [], ["-c", "true"], ["-c", "true"]),
+        ([], ["sh", "-c", "true"], [], [], ["sh", "-c", "true"]),
+    ],
+)  # fmt: skip
+def test_merge_command(
+    entrypoint: list[str], cmd: list[str], command: list[str], args: list[str], expected: list[str]
+) -> None:
+    assert merge_command(entrypoint, cmd, command, args) == expected
+
+
+def test_merge_command_empty_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        merge_command([], [], [], [])
+    assert merge_command(["ep"], [], [], []) == ["ep"]
+
+
+# --- simple applets in-process --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["echo", "hello", "world"], "hello world\n"),
+        (["echo"], "\n"),
+        (["echo", "-n", "no newline"], "no newline"),
+        (["echo", "-e", r"a\tb\nc"], "a\tb\nc\n"),
+        (["echo", r"a\tb"], "a\\tb\n"),
+        (["echo", "-ne", r"x\0101"], "xA"),
+        (["echo", "-e", r"cut\chere"], "cut"),
+        (["echo", "-x", "y"], "-x y\n"),
+        (["echo", "--", "y"], "-- y\n"),
+    ],
+)
+def test_echo(argv: list[str], expected: str) -> None:
+    assert run_applet(*argv) == (0, expected, "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["printf", r"%s-%d\n", "a", "7"], "a-7\n"),
+        (["printf", r"%s=%d\n", "a", "1", "b", "2", "c"], "a=1\nb=2\nc=0\n"),
+        (["printf", r"100%%\n"], "100%\n"),
+        (["printf", "plain"], "plain"),
+        (["printf", r"[%5s][%-3d][%03d]\n", "ab", "4", "7"], "[   ab][4  ][007]\n"),
+        (["printf", r"%x %o %.2f\n", "255", "8", "3.14159"], "ff 10 3.14\n"),
+        (["printf", r"%s\n"], "\n"),
+        (["printf", r"tab\there\101\n"], "tab\there\x41\n"),
+        (["printf", "no-conversion", "extra"], "no-conversion"),
+    ],
+)
+def test_printf(argv: list[str], expected: str) -> None:
+    assert run_applet(*argv) == (0, expected, "")
+
+
+def test_printf_errors() -> None:
+    assert run_applet("printf", "%d\n", "abc") == (1, "0\n", "printf: invalid number 'abc'\n")
+    status, _, err = run_applet("printf")
+    assert status == 1 and "missing operand" in err
+
+
+def test_cat(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"alpha\n")
+    (tmp_path / "b.txt").write_bytes(b"beta")
+    assert run_applet("cat", str(tmp_path / "a.txt"), str(tmp_path / "b.txt")) == (0, "alpha\nbeta", "")
+    assert run_applet("cat", stdin=b"from stdin\nline 2\n") == (0, "from stdin\nline 2\n", "")
+    assert run_applet("cat", "a.txt", "-", cwd=str(tmp_path), stdin=b"mid\n") == (0, "alpha\nmid\n", "")
+    status, out, err = run_applet("cat", str(tmp_path / "missing"), str(tmp_path / "a.txt"))
+    assert (status, out) == (1, "alpha\n")
+    assert err == f"cat: {tmp_path / 'missing'}: No such file or directory\n"
+
+
+def test_true_false_exit() -> None:
+    assert run_applet("true")[0] == 0
+    assert run_applet("false")[0] == 1
+    assert run_applet("exit")[0] == 0
+    assert run_applet("exit", "3")[0] == 3
+    assert run_applet("exit", "256")[0] == 0
+    assert run_applet("exit", "x") == (2, "", "exit: Illegal number: x\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["seq", "3"], "1\n2\n3\n"),
+        (["seq", "2", "4"], "2\n3\n4\n"),
+        (["seq", "1", "3", "10"], "1\n4\n7\n10\n"),
+        (["seq", "5", "-2", "1"], "5\n3\n1\n"),
+        (["seq", "-1", "1"], "-1\n0\n1\n"),
+        (["seq", "1", "0.5", "2"], "1.0\n1.5\n2.0\n"),
+        (["seq", "0"], ""),
+        (["seq", "-s", ",", "3"], "1,2,3\n"),
+        (["seq", "-w", "9", "11"], "09\n10\n11\n"),
+    ],
+)
+def test_seq(argv: list[str], expected: str) -> None:
+    assert run_applet(*argv) == (0, expected, "")
+
+
+def test_seq_errors() -> None:
+    assert run_applet("seq", "x") == (1, "", "seq: invalid floating point argument: 'x'\n")
+    assert run_applet("seq", "1", "0", "3")[0] == 1
+    assert run_applet("seq")[0] == 1
+
+
+def test_sleep() -> None:
+    start = time.monotonic()
+    assert run_applet("sleep", "0.2") == (0, "", "")
+    assert run_applet("sleep", "0.05", "0.05")[0] == 0
+    assert time.monotonic() - start >= 0.29
+    assert run_applet("sleep", "abc") == (1, "", "sleep: invalid number 'abc'\n")
+    assert run_applet("sleep")[0] == 1
+
+
+def test_sleep_infinity_until_stopped() -> None:
+    ctx = Context(io.BytesIO(), io.BytesIO(), io.BytesIO(), {}, "/")
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(run(["sleep", "infinity"], ctx)))
+    thread.start()
+    time.sleep(0.1)
+    assert thread.is_alive()
+    ctx.stop.set()
+    thread.join(2)
+    assert result == [143]
+
+
+def test_env_prints_sorted() -> None:
+    assert run_applet("env", env={"B": "2", "A": "1", "C": "x=y"}) == (0, "A=1\nB=2\nC=x=y\n", "")
+
+
+def test_env_runs_applet_with_extra_env() -> None:
+    assert run_applet("env", "GREETING=hi", "sh", "-c", "echo $GREETING $A", env={"A": "a"}) == (
+        0,
+        "hi a\n",
+        "",
+    )
+    assert run_applet("env", "-i", "X=1", "env", env={"A": "a"}) == (0, "X=1\n", "")
+    assert run_applet("env", "-u", "A", "env", env={"A": "a", "B": "b"}) == (0, "B=b\n", "")
+    assert run_applet("env", "X=1", "python3") == (127, "", "env: 'python3': No such file or directory\n")
+
+
+def test_date() -> None:
+    assert run_applet("date", "-d", "@0") == (0, "Thu Jan  1 00:00:00 UTC 1970\n", "")
+    assert run_applet("date", "-u", "-d", "@86400", "+%Y-%m-%d %H:%M") == (0, "1970-01-02 00:00\n", "")
+    status, out, _ = run_applet("date", "+%Y")
+    assert status == 0 and out == f"{datetime.now(timezone.utc).year}\n"
+    assert run_applet("date", "bogus")[0] == 1
+
+
+def test_hostname() -> None:
+    assert run_applet("hostname", env={"HOSTNAME": "web-0.example"}) == (0, "web-0.example\n", "")
+    assert run_applet("hostname", "-s", env={"HOSTNAME": "web-0.example"}) == (0, "web-0\n", "")
+    import socket
+
+    assert run_applet("hostname", env={}) == (0, socket.gethostname() + "\n", "")
+
+
+def test_pwd(tmp_path: Path) -> None:
+    assert run_applet("pwd", cwd=str(tmp_path)) == (0, f"{tmp_path}\n", "")
+
+
+class _ClosingPipe(io.BytesIO):
+    """A stdout whose reader goes away after ``limit`` writes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.writes = 0
+        self.limit = limit
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes += 1
+        if self.writes > self.limit:
+            raise BrokenPipeError
+        return super().write(data)
+
+
+def test_yes_is_rate_limited() -> None:
+    pipe = _ClosingPipe(limit=200)
+    ctx = Context(io.BytesIO(), pipe, io.BytesIO(), {}, "/")
+    start = time.monotonic()
+    with pytest.raises(BrokenPipeError):
+        run(["yes", "ok"], ctx)
+    elapsed = time.monotonic() - start
+    assert pipe.getvalue() == b"ok\n" * 200
+    # 200 lines at <= 1000 lines/s need at least ~0.2 s.
+    assert elapsed >= 0.19
+
+
+# --- the mini-shell -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "out"),
+    [
+        ("echo a; echo b", 0, "a\nb\n"),
+        ("echo a\necho b\n\n", 0, "a\nb\n"),
+        ("true && echo yes", 0, "yes\n"),
+        ("false && echo yes", 1, ""),
+        ("false || echo rescued", 0, "rescued\n"),
+        ("true || echo no", 0, ""),
+        ("false && echo x || echo y", 0, "y\n"),
+        ("true && false || echo z", 0, "z\n"),
+        ("false; echo $?", 0, "1\n"),
+        ("exit 3; echo unreachable", 3, ""),
+        ("false; exit", 1, ""),
+        ("exit 7 && echo no", 7, ""),
+        ("false || exit 4; echo no", 4, ""),
+        ("exit 300", 44, ""),
+        ("false && echo skipped; echo $?", 0, "1\n"),
+        ("exit 5 || true", 5, ""),
+        ("false\n", 1, ""),
+        ("echo 'single $HOME quoted'", 0, "single $HOME quoted\n"),
+        ('echo "double $V quoted"', 0, "double val quoted\n"),
+        ("echo ${V}x $Vx end", 0, "valx end\n"),
+        (
+            'echo "${UNSET:-fallback}" ${V:-unused} "[${EMPTY-kept}]" "[${EMPTY:-dflt}]"',
+            0,
+            "fallback val [] [dflt]\n",
+        ),
+        ("echo [$EMPTY] $EMPTY x", 0, "[] x\n"),
+        ('echo a\\ b "c  d" e   f', 0, "a b c  d e f\n"),
+        ('X="1  2"; echo $X; echo "$X"', 0, "1 2\n1  2\n"),
+        ("A=1; B=$A$A; echo $B", 0, "11\n"),
+        ("echo 100$ cost", 0, "100$ cost\n"),
+        ("echo one # a comment", 0, "one\n"),
+        ("/bin/echo via-path && /bin/true", 0, "via-path\n"),
+        ("printf '%s,' a b; echo", 0, "a,b,\n"),
+        ("seq 2 && echo done", 0, "1\n2\ndone\n"),
+        ("exec echo replaced; echo never", 0, "replaced\n"),
+    ],
+)
+def test_sh_scripts(script: str, status: int, out: str) -> None:
+    result = sh(script, env={"V": "val", "EMPTY": "", "HOME": "/root"})
+    assert result[:2] == (status, out), result
+
+
+def test_sh_positional_parameters() -> None:
+    assert sh('echo "$0" $1 "$2" $#', "name", "a", "b c") == (0, "name a b c 2\n", "")
+    assert run_applet("sh", "-c", 'printf "[%s]" "$@"; echo', "n", "x y", "z") == (0, "[x y][z]\n", "")
+    assert sh("echo $0")[1] == "sh\n"
+
+
+def test_sh_unknown_command() -> None:
+    assert sh("nosuchcmd arg") == (127, "", "sh: nosuchcmd: not found\n")
+    assert sh("nosuchcmd; echo $?") == (0, "127\n", "sh: nosuchcmd: not found\n")
+    assert sh("python3 -c 'print(1)' || echo no-host-binaries") == (
+        0,
+        "no-host-binaries\n",
+        "sh: python3: not found\n",
+    )
+    assert sh("/usr/bin/python3")[0] == 127
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "echo a | cat",
+        "echo a > /tmp/x",
+        "cat < /etc/passwd",
+        "echo `hostname`",
+        "echo $(hostname)",
+        "echo $((1+1))",
+        "sleep 1 &",
+        "(echo sub)",
+        "if true; then echo y; fi",
+        "for x in 1 2; do echo $x; done",
+    ],
+)
+def test_sh_unsupported_syntax(script: str) -> None:
+    status, out, err = sh("echo must-not-run; " + script)
+    assert (status, out) == (2, "")
+    assert err.startswith("sh: unsupported syntax: ")
+
+
+@pytest.mark.parametrize("script", ["&& echo x", "echo x &&", "; echo", "echo a;; echo b", "echo 'open"])
+def test_sh_syntax_errors(script: str) -> None:
+    status, out, err = sh(script)
+    assert (status, out) == (2, "")
+    assert err.startswith("sh: syntax error")
+
+
+def test_sh_variables_and_env() -> None:
+    # Plain assignments are shell variables; export (or a prefix) passes them to commands.
+    assert sh("A=1; env; export A; env", env={})[1] == "A=1\n"
+    assert sh("B=2 env; env", env={})[1] == "B=2\n"
+    assert sh("export C=3 D=4; env", env={})[1] == "C=3\nD=4\n"
+    assert sh("unset E; echo [$E]; env", env={"E": "x"})[1] == "[]\n"
+    assert sh("echo $HOSTNAME", env={"HOSTNAME": "pod-a"})[1] == "pod-a\n"
+
+
+def test_sh_set_options() -> None:
+    assert sh("set -e; echo one; false; echo two") == (1, "one\n", "")
+    # set -e ignores failures on the left of && and ||
+    assert sh("set -e; false && true; false || true; echo alive")[:2] == (0, "alive\n")
+    assert sh("set -eu; echo $NOPE; echo no", env={}) == (2, "", "sh: NOPE: parameter not set\n")
+    assert sh("set -x; echo hi", env={}) == (0, "hi\n", "+ echo hi\n")
+    assert run_applet("sh", "-e", "-c", "false; echo no")[:2] == (1, "")
+    assert sh("set -o pipefail; echo ok")[:2] == (0, "ok\n")
+
+
+def test_sh_cd(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    assert sh(f"cd {tmp_path} && cd sub && pwd")[:2] == (0, f"{tmp_path / 'sub'}\n")
+    status, _, err = sh("cd /definitely/not/here || echo $?")
+    assert status == 0 and "can't cd to /definitely/not/here" in err
+
+
+def test_sh_really_sleeps() -> None:
+    start = time.monotonic()
+    assert sh("sleep 0.2 && echo woke") == (0, "woke\n", "")
+    assert time.monotonic() - start >= 0.19
+
+
+def test_sh_reads_script_from_stdin_and_file(tmp_path: Path) -> None:
+    assert run_applet("sh", stdin=b"echo from-stdin\nexit 6\n") == (6, "from-stdin\n", "")
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\necho file $1\n")
+    assert run_applet("sh", str(script), "arg") == (0, "file arg\n", "")
+    assert run_applet("sh", str(tmp_path / "none.sh"))[0] == 127
+    assert run_applet("sh", "-c")[0] == 2
+
+
+def test_nested_sh_and_stop_between_commands() -> None:
+    assert sh("sh -c 'exit 9'; echo $?") == (0, "9\n", "")
+    ctx = Context(io.BytesIO(), io.BytesIO(), io.BytesIO(), {}, "/")
+    ctx.stop.set()
+    assert run(["sh", "-c", "echo never"], ctx) == 143
+    assert ctx.stdout.getvalue() == b""  # type: ignore[attr-defined]
+
+
+def test_nginx_in_process_until_stopped() -> None:
+    out, err = io.BytesIO(), io.BytesIO()
+    ctx = Context(io.BytesIO(), out, err, {"NGINX_INTERVAL": "0.05"}, "/")
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(run(["nginx", "-g", "daemon off;"], ctx)))
+    thread.start()
+    time.sleep(0.3)
+    ctx.stop.set()
+    thread.join(2)
+    assert result == [0]
+    lines = out.getvalue().decode().splitlines()
+    assert lines[0] == "/docker-entrypoint.sh: Configuration complete; ready for start up"
+    assert len(lines) >= 3
+    for line in lines[1:]:
+        assert line.startswith("127.0.0.1 - - [")
+        assert line.endswith('] "GET / HTTP/1.1" 200 615 "-" "kube-probe/1.36"')
+        datetime.strptime(line.split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
+    assert "start worker processes" in err.getvalue().decode()
+    assert run_applet("nginx", env={"NGINX_INTERVAL": "soon"})[0] == 1
+
+
+# --- real child processes -------------------------------------------------------------------------------
+
+
+def test_child_echo_and_exit_status() -> None:
+    assert run_child("/bin/echo", "hello", "from", "a", "child") == (0, "hello from a child\n", "")
+    assert run_child("sh", "-c", "echo out >&2") == (
+        2,
+        "",
+        "sh: unsupported syntax: '>' (redirections are not supported)\n",
+    )
+    assert run_child("sh", "-c", "echo before; nope; exit 42") == (42, "before\n", "sh: nope: not found\n")
+
+
+def test_child_unknown_binary() -> None:
+    assert run_child("/usr/local/bin/app", "--serve") == (
+        127,
+        "",
+        'exec: "/usr/local/bin/app": executable file not found in $PATH\n',
+    )
+
+
+def test_child_cat_copies_stdin_until_eof() -> None:
+    assert run_child("cat", stdin=b"line 1\nline 2\nno newline") == (0, "line 1\nline 2\nno newline", "")
+
+
+def test_child_output_is_line_buffered() -> None:
+    # Each line must reach the pipe as it is produced, not when the process exits.
+    proc = spawn("sh", "-c", "echo first; sleep 5; echo second")
+    try:
+        assert proc.stdout is not None
+        start = time.monotonic()
+        assert proc.stdout.readline() == b"first\n"
+        assert time.monotonic() - start < 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_child_yes_rate_limited_and_broken_pipe() -> None:
+    proc = spawn("yes")
+    assert proc.stdout is not None
+    time.sleep(0.3)
+    proc.stdout.close()  # the reader goes away: yes must exit quietly
+    proc.wait(timeout=5)
+    err = proc.stderr.read() if proc.stderr else b""
+    assert proc.returncode == 141
+    assert err == b""
+
+    proc = spawn("yes", "x")
+    time.sleep(0.5)
+    proc.kill()
+    out, _ = proc.communicate()
+    # ~1000 lines/s at most (plus interpreter start-up slack)
+    assert 0 < out.count(b"x\n") <= 600
+
+
+@pytest.mark.parametrize(("sig", "message"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGQUIT, "SIGQUIT")])
+def test_child_nginx_graceful_shutdown(sig: signal.Signals, message: str) -> None:
+    proc = spawn("nginx", "-g", "daemon off;", env={"NGINX_INTERVAL": "0.05"})
+    assert proc.stdout is not None
+    try:
+        assert b"ready for start up" in proc.stdout.readline()
+        assert b"GET / HTTP/1.1" in proc.stdout.readline()
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=1)
+        assert time.monotonic() - sent < 1
+    finally:
+        proc.kill()
+        out, err = proc.communicate()
+    assert proc.returncode == 0
+    assert f"({message}) received".encode() in err
+    assert err.rstrip().endswith(b": exit")
+
+
+def test_child_stubborn_needs_sigkill() -> None:
+    proc = spawn("stubborn")
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == b"stubborn: ignoring SIGTERM\n"
+        proc.terminate()
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.3)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_child_sleep_dies_on_sigterm() -> None:
+    proc = spawn("sh", "-c", "sleep 30")
+    time.sleep(0.2)
+    proc.terminate()
+    proc.wait(timeout=2)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGTERM
