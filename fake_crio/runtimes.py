@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 
 MONITOR_CALL_TIMEOUT_S = 10.0
 MONITOR_HEALTH_TTL_S = 0.5
+RECONNECT_WAIT_S = 2.0
+# Reconnect quickly when a restarted monitor comes back; calls fail fast while it is down.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 500),
+)
 
 
 class Runtime(Protocol):
@@ -117,7 +124,7 @@ class PodRuntime:
     def __init__(self, name: str, endpoint: str) -> None:
         self.name = name
         self.endpoint = parse_endpoint(endpoint)
-        self.channel = grpc.aio.insecure_channel(self.endpoint.grpc_target)
+        self.channel = grpc.aio.insecure_channel(self.endpoint.grpc_target, options=CHANNEL_OPTIONS)
         self.stub = cgrpc.ConmonStub(self.channel)
         self._instance = ""
         self._checked_at = 0.0
@@ -128,7 +135,14 @@ class PodRuntime:
 
     async def _call(self, what: str, fn, request):  # noqa: ANN001 - any stub method
         try:
-            return await fn(request, timeout=MONITOR_CALL_TIMEOUT_S)
+            try:
+                return await fn(request, timeout=MONITOR_CALL_TIMEOUT_S)
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                # The channel may still be backing off from a monitor that has just come
+                # back: give it one short chance to reconnect before giving up.
+                return await fn(request, timeout=RECONNECT_WAIT_S, wait_for_ready=True)
         except grpc.aio.AioRpcError as err:
             if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise Unavailable(f"container monitor at {self.endpoint} is unavailable ({what}): "

@@ -40,6 +40,7 @@ class CrioHandle:
     logs_root: Path
     calls_file: Path
     channels: list[grpc.Channel] = field(default_factory=list)
+    conmon: ConmonHandle | None = None
 
     @property
     def endpoint(self) -> str:
@@ -103,3 +104,51 @@ def container_config(name: str = "main", image: str = "busybox", command: list[s
         metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=image),
         command=command or [], args=args or [], log_path=f"{name}/0.log", labels=labels or {"ctr": name},
         envs=[pb.KeyValue(key="GREETING", value="hi")])
+
+
+@dataclass
+class ConmonHandle:
+    dir: Path
+    proc: Proc
+    args: list[str]
+    socket: Path
+
+    def restart(self) -> None:
+        self.proc.kill()
+        self.proc = start("fake-conmon", self.args, self.dir / "conmon.log", endpoint=parse_endpoint(str(self.socket)))
+
+
+def start_conmon(base: Path) -> ConmonHandle:
+    sock = base / "run" / "conmon.sock"
+    args = ["--listen", f"unix://{sock}", "--runtime-dir", str(base / "conmon"), "--log-level", "debug"]
+    proc = start("fake-conmon", args, base / "conmon.log", endpoint=parse_endpoint(str(sock)))
+    return ConmonHandle(base, proc, args, sock)
+
+
+POD_RUNTIME_CONF = """
+[crio.runtime]
+default_runtime = "conmonrs"
+[crio.runtime.runtimes.crun]
+runtime_type = "oci"
+[crio.runtime.runtimes.conmonrs]
+runtime_type = "pod"
+monitor_endpoint = "unix://{socket}"
+"""
+
+
+@pytest.fixture(params=["oci", "pod"])
+def any_crio(request, tmp_path: Path) -> Iterator[CrioHandle]:
+    """fake-crio once with runtime type oci and once with pod (through a real fake-conmon)."""
+    if request.param == "oci":
+        handle = start_crio(tmp_path)
+        handle.conmon = None
+    else:
+        conmon = start_conmon(tmp_path)
+        conf = tmp_path / "crio.conf"
+        conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
+        handle = start_crio(tmp_path, config=conf)
+        handle.conmon = conmon
+    yield handle
+    handle.close()
+    if handle.conmon is not None:
+        handle.conmon.proc.stop()

@@ -116,3 +116,38 @@ def test_pod_and_container_session_with_restart(crictl_env) -> None:
     assert c.out("ps", "-a", "-q").split() == []
     c.out("rmi", "busybox")
     assert "busybox" not in c.out("images")
+
+
+@pytest.fixture
+def crictl_any(any_crio):
+    return Crictl(require_tool("crictl"), any_crio), any_crio
+
+
+def test_logs_exec_stop_and_inspect_under_both_runtime_types(crictl_any, tmp_path: Path) -> None:
+    """`echo hi` shows in `crictl logs` with exit code 0 in `crictl inspect`; exec and stop -t work."""
+    c, crio = crictl_any
+    c.out("pull", "busybox")
+    pod = c.out("runp", str(EXAMPLES / "pod.json")).strip()
+    hello = tmp_path / "hello.json"
+    hello.write_text(json.dumps({"metadata": {"name": "echo"}, "image": {"image": "busybox"},
+                                 "command": ["echo", "hi"], "log_path": "echo/0.log"}))
+    ctr = c.out("create", pod, str(hello), str(EXAMPLES / "pod.json")).strip()
+    c.out("start", ctr)
+    info = wait_state(c, ctr, "CONTAINER_EXITED")
+    assert info["status"]["exitCode"] == 0 and info["status"]["reason"] == "Completed"
+    assert c.out("logs", ctr) == "hi\n"
+
+    sleeper = c.out("create", pod, str(EXAMPLES / "container-sleep.json"), str(EXAMPLES / "pod.json")).strip()
+    c.out("start", sleeper)
+    wait_state(c, sleeper, "CONTAINER_RUNNING")
+    # crictl adds blank lines of its own around the output, as it does with CRI-O.
+    assert c.out("exec", "-s", sleeper, "echo", "from", "exec").strip() == "from exec"
+    failed = c.run("exec", "-s", sleeper, "sh", "-c", "exit 3", ok=False)
+    assert failed.returncode != 0 and "exited with 3" in failed.stderr
+    started = time.monotonic()
+    c.out("stop", "-t", "2", sleeper)
+    assert time.monotonic() - started < 10
+    info = c.json("inspect", sleeper)
+    assert info["status"]["state"] == "CONTAINER_EXITED"
+    assert info["status"]["exitCode"] == 143 and info["status"]["reason"] == "Error"
+    c.out("rmp", "-f", pod)

@@ -1,0 +1,62 @@
+"""``fake-conmon``: the container monitor entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import grpc
+
+from cristack import logs
+from cristack.endpoints import default_runtime_dir, parse_endpoint
+from cristack.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
+from cristack.serving import serve
+from fake_conmon.server import ConmonService
+
+DEFAULT_TRACING_ENDPOINT = "127.0.0.1:4317"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fake-conmon",
+                                description="A mock conmon-rs: supervises container processes for fake-crio.")
+    p.add_argument("--listen", help="unix:///PATH, PATH or HOST:PORT (default: a private runtime dir)")
+    p.add_argument("--runtime-dir", type=Path, help="where per-container scratch dirs go")
+    p.add_argument("--log-level", default="info", help="trace, debug, info, warn, error (default info)")
+    p.add_argument("--enable-tracing", action="store_true", help="export OpenTelemetry traces")
+    p.add_argument("--tracing-endpoint", default=DEFAULT_TRACING_ENDPOINT,
+                   help=f"OTLP gRPC HOST:PORT (default {DEFAULT_TRACING_ENDPOINT})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parses flags and serves the conmon.v1 API until SIGTERM/SIGINT."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    flag = "--log-level"
+    try:
+        level = logs.parse_level(args.log_level)
+        flag = "--listen"
+        listen = parse_endpoint(args.listen or str(default_runtime_dir() / "conmon.sock"))
+        flag = "--tracing-endpoint"
+        parse_endpoint(args.tracing_endpoint)
+    except ValueError as err:
+        parser.error(f"{flag}: {err}")  # exits 2 with the usage line
+    logs.setup("fake-conmon", level)
+    runtime_dir = args.runtime_dir or default_runtime_dir() / "conmon"
+    service = ConmonService(runtime_dir)
+
+    def register(server: grpc.aio.Server) -> None:
+        cgrpc.add_ConmonServicer_to_server(service, server)
+
+    try:
+        asyncio.run(serve("fake-conmon", listen, register, private_parent=args.listen is None,
+                          on_stop=service.close))
+    except (OSError, ValueError) as err:
+        print(f"fake-conmon: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

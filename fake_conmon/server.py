@@ -1,0 +1,137 @@
+"""fake-conmon's conmon.v1 service: one monitor for many containers, like conmon-rs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from cristack import __version__
+from cristack.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, serve_errors
+from cristack.pb.conmon.v1 import conmon_pb2 as cpb
+from cristack.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
+from cristack.supervise import ContainerProcess, container_env, exec_sync
+
+log = logging.getLogger(__name__)
+
+# conmon-rs forgets a container once its exit is reported; we keep it a while so that a late
+# StopContainer still learns the exit code, then drop it so memory does not grow.
+FORGET_AFTER_S = 120.0
+
+
+@serve_errors("fake-conmon", cgrpc.ConmonServicer)
+class ConmonService(cgrpc.ConmonServicer):
+    """Supervises the container processes fake-crio hands over."""
+
+    def __init__(self, runtime_dir: Path) -> None:
+        self.runtime_dir = runtime_dir
+        self.instance_id = uuid.uuid4().hex
+        self.containers: dict[str, ContainerProcess] = {}
+        self.envs: dict[str, dict[str, str]] = {}
+        self._forget: set[asyncio.Task] = set()
+
+    def _get(self, cid: str) -> ContainerProcess:
+        if not cid:
+            raise InvalidArgument("container id should not be empty")
+        proc = self.containers.get(cid)
+        if proc is None:
+            raise NotFound(f"container {cid} is not known to this monitor")
+        return proc
+
+    async def Version(self, request, context):
+        return cpb.VersionResponse(
+            version=__version__, tag=f"v{__version__}", commit="", build_date="",
+            target=f"{platform.machine()}-{sys.platform}", python_version=platform.python_version(),
+            instance_id=self.instance_id)
+
+    async def CreateContainer(self, request, context):
+        cid = request.id
+        if not cid:
+            raise InvalidArgument("container id should not be empty")
+        if not request.command_args:
+            raise InvalidArgument(f"container {cid}: command_args should not be empty")
+        if cid in self.containers:
+            raise AlreadyExists(f"container {cid} already exists")
+        log_path = None
+        for driver in request.log_drivers:
+            if not Path(driver.path).is_absolute():
+                raise InvalidArgument(f"log driver path {driver.path!r} is not absolute")
+            log_path = Path(driver.path)
+        exit_paths = [Path(p) for p in request.exit_paths]
+        if any(not p.is_absolute() for p in exit_paths):
+            raise InvalidArgument("exit paths must be absolute")
+        env = dict(request.env_vars) or container_env({}, cwd=request.cwd)
+        proc = ContainerProcess(cid, list(request.command_args), env, self.runtime_dir / "workdirs" / cid,
+                                log_path, exit_paths=exit_paths)
+        pid = await proc.create()
+        self.containers[cid] = proc
+        self.envs[cid] = env
+        proc.exited.add_done_callback(lambda _f, cid=cid: self._schedule_forget(cid))
+        log.info("created container %s (pid %d): %s", cid[:13], pid, " ".join(request.command_args))
+        return cpb.CreateContainerResponse(container_pid=pid)
+
+    def _schedule_forget(self, cid: str) -> None:
+        async def forget() -> None:
+            await asyncio.sleep(FORGET_AFTER_S)
+            proc = self.containers.pop(cid, None)
+            self.envs.pop(cid, None)
+            if proc is not None:
+                await proc.close()
+
+        task = asyncio.get_running_loop().create_task(forget())
+        self._forget.add(task)
+        task.add_done_callback(self._forget.discard)
+
+    async def StartContainer(self, request, context):
+        proc = self._get(request.id)
+        if proc.started_at:
+            raise FailedPrecondition(f"container {request.id} was already started")
+        started = await proc.start()
+        log.info("started container %s", request.id[:13])
+        return cpb.StartContainerResponse(started_at=started)
+
+    async def StopContainer(self, request, context):
+        proc = self._get(request.id)
+        status = await proc.stop(max(request.timeout_sec, 0), request.signal or 15)
+        log.info("stopped container %s: exit code %d", request.id[:13], status.code)
+        return cpb.StopContainerResponse(exit_code=status.code, finished_at=status.finished_at)
+
+    async def ExecSyncContainer(self, request, context):
+        proc = self._get(request.id)
+        if not request.command:
+            raise InvalidArgument("exec needs a command")
+        if proc.exited.done():
+            raise FailedPrecondition(f"container {request.id} is not running")
+        env = {**self.envs[request.id], **request.env_vars}
+        result = await exec_sync(list(request.command), env, proc.workdir, float(request.timeout_sec))
+        return cpb.ExecSyncContainerResponse(exit_code=result.exit_code, stdout=result.stdout, stderr=result.stderr,
+                                             timed_out=result.timed_out)
+
+    async def ReopenLogContainer(self, request, context):
+        self._get(request.id).reopen_log()
+        return cpb.ReopenLogContainerResponse()
+
+    async def CreateNamespaces(self, request, context):
+        if not request.pod_id:
+            raise InvalidArgument("pod_id should not be empty")
+        base = Path(request.base_path) if request.base_path else self.runtime_dir / "ns"
+        names = {cpb.CreateNamespacesRequest.IPC: "ipc", cpb.CreateNamespacesRequest.NET: "net",
+                 cpb.CreateNamespacesRequest.PID: "pid", cpb.CreateNamespacesRequest.USER: "user",
+                 cpb.CreateNamespacesRequest.UTS: "uts"}
+        out = [cpb.NamespaceResponse(type=ns, path=str(base / f"{names.get(ns, 'ns')}ns" / request.pod_id))
+               for ns in request.namespaces]
+        return cpb.CreateNamespacesResponse(namespaces=out)
+
+    async def close(self) -> None:
+        """Kills what still runs: without a monitor nobody would record their exit."""
+        for task in list(self._forget):
+            task.cancel()
+        started = time.monotonic()
+        await asyncio.gather(*(p.close() for p in self.containers.values()), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            log.info("closed %d containers in %.2fs", len(self.containers), time.monotonic() - started)

@@ -1,0 +1,148 @@
+"""Containers really run, under runtime type oci (fake-crio supervises) and pod (fake-conmon does)."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from cristack.crilog import read_log
+from cristack.pb.runtime.v1 import api_pb2 as pb
+from tests.conftest import container_config, pod_config
+from tests.integration.test_crio_lifecycle import wait_exited
+
+
+def start_pod(crio, command, name="c", env=None, uid="u1"):
+    rt = crio.runtime()
+    crio.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
+    pod = pod_config(name=f"pod-{name}", uid=f"{uid}-{name}")
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=pod)).pod_sandbox_id
+    cfg = container_config(name, command=command)
+    for k, v in (env or {}).items():
+        cfg.envs.add(key=k, value=v)
+    cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=cfg, sandbox_config=pod)).container_id
+    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+    return rt, cid
+
+
+def wait_log(path: str, text: str, timeout: float = 10.0) -> list[tuple[str, str]]:
+    deadline = time.monotonic() + timeout
+    lines: list[tuple[str, str]] = []
+    while time.monotonic() < deadline:
+        try:
+            lines = read_log(path)
+        except FileNotFoundError:
+            lines = []
+        if any(text in t for _, t in lines):
+            return lines
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {path}: {lines}")
+
+
+@pytest.mark.parametrize("command, code, reason, line", [
+    (["echo", "hi"], 0, "Completed", ("stdout", "hi")),
+    (["sh", "-c", "echo failing; exit 1"], 1, "Error", ("stdout", "failing")),
+    (["no-such-command", "x"], 127, "Error",
+     ("stderr", 'exec: "no-such-command": executable file not found in $PATH')),
+])
+def test_exit_codes_and_log_lines(any_crio, command, code, reason, line):
+    rt, cid = start_pod(any_crio, command)
+    status = wait_exited(rt, cid)
+    assert (status.exit_code, status.reason) == (code, reason)
+    assert line in read_log(status.log_path)
+
+
+def test_sigterm_stops_nginx_gracefully(any_crio):
+    rt, cid = start_pod(any_crio, ["nginx", "-g", "daemon off;"], env={"NGINX_INTERVAL": "0.05"})
+    path = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.log_path
+    wait_log(path, "GET / HTTP/1.1")
+    started = time.monotonic()
+    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10))
+    assert time.monotonic() - started < 3, "nginx exits on SIGTERM without waiting for the timeout"
+    status = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    assert (status.state, status.exit_code) == (pb.CONTAINER_EXITED, 0)
+    assert any("SIGTERM" in t for _, t in read_log(path))
+
+
+def test_sigkill_after_timeout_for_a_container_that_ignores_sigterm(any_crio):
+    rt, cid = start_pod(any_crio, ["stubborn"])
+    path = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.log_path
+    wait_log(path, "ignoring SIGTERM")
+    started = time.monotonic()
+    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=1))
+    took = time.monotonic() - started
+    status = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    assert status.exit_code == 137
+    assert 0.9 <= took < 5
+
+
+def test_exec_sync_with_and_without_timeout(any_crio):
+    rt, cid = start_pod(any_crio, ["sleep", "60"], env={"WHO": "container"})
+    out = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "echo $WHO; false"]))
+    assert (out.stdout, out.exit_code) == (b"container\n", 1)
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sleep", "30"], timeout=1))
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 5
+    # The container itself is unaffected.
+    assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_RUNNING
+
+
+def test_reopen_log_after_rotation(any_crio):
+    rt, cid = start_pod(any_crio, ["nginx"], env={"NGINX_INTERVAL": "0.05"})
+    path = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.log_path
+    wait_log(path, "GET /")
+    import os
+
+    os.rename(path, path + ".1")
+    rt.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid))
+    wait_log(path, "GET /")
+
+
+def test_monitor_killed_mid_run_then_restarted(tmp_path):
+    from tests.conftest import POD_RUNTIME_CONF, start_conmon, start_crio
+
+    conmon = start_conmon(tmp_path)
+    conf = tmp_path / "crio.conf"
+    conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
+    crio = start_crio(tmp_path, config=conf)
+    try:
+        rt, cid = start_pod(crio, ["sleep", "60"])
+        assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_RUNNING
+        conmon.proc.kill()
+        time.sleep(0.7)  # past the monitor health cache
+        status = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+        assert status.state == pb.CONTAINER_EXITED
+        assert status.reason == "ContainerLost" and "monitor" in status.message
+        # fake-crio keeps serving, and a new monitor serves new containers.
+        assert rt.Version(pb.VersionRequest()).runtime_name == "cri-o"
+        conmon.restart()
+        rt, cid2 = start_pod(crio, ["echo", "back"], name="again")
+        assert wait_exited(rt, cid2).exit_code == 0
+        # The old container stays exited: the new monitor never knew it.
+        time.sleep(0.7)
+        assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_EXITED
+    finally:
+        crio.close()
+        conmon.proc.stop()
+
+
+def test_pod_containers_survive_a_crio_restart(tmp_path):
+    from tests.conftest import POD_RUNTIME_CONF, start_conmon, start_crio
+
+    conmon = start_conmon(tmp_path)
+    conf = tmp_path / "crio.conf"
+    conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
+    crio = start_crio(tmp_path, config=conf)
+    try:
+        rt, cid = start_pod(crio, ["sleep", "60"])
+        crio.restart(kill=True)
+        rt = crio.runtime()
+        assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_RUNNING
+        rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2))
+        assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.exit_code == 143
+    finally:
+        crio.close()
+        conmon.proc.stop()
