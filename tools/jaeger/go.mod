@@ -1,0 +1,5 @@
+module cristack.local/tools/jaeger
+
+go 1.24.6
+
+require github.com/jaegertracing/jaeger v1.76.0
