@@ -76,6 +76,15 @@ class CrioConfig:
     sources: list[str] = field(default_factory=list)
 
 
+def _flag_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def default_root() -> Path:
     return Path.home() / ".local" / "share" / "cristack" / "crio"
 
@@ -93,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-runtime", help="runtime handler used when a request names none")
     p.add_argument("--monitor-endpoint", help="fake-conmon endpoint for handlers of runtime_type \"pod\"")
     p.add_argument("--pause-image", help="image of the sandbox's infra container")
-    p.add_argument("--enable-tracing", action="store_const", const=True, default=None,
-                   help="export OpenTelemetry traces")
+    p.add_argument("--enable-tracing", nargs="?", const="true", default=None, type=_flag_bool,
+                   metavar="BOOL", help="export OpenTelemetry traces (--enable-tracing=false turns it off)")
     p.add_argument("--tracing-endpoint", help=f"OTLP gRPC HOST:PORT (default {DEFAULT_TRACING_ENDPOINT})")
     p.add_argument("--tracing-sampling-rate-per-million", type=int,
                    help="sampling rate for traces that no sampled parent starts (default 0)")

@@ -152,3 +152,33 @@ def any_crio(request, tmp_path: Path) -> Iterator[CrioHandle]:
     handle.close()
     if handle.conmon is not None:
         handle.conmon.proc.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path):
+    """Builds a Stack with fast test settings; everything it started is stopped afterwards."""
+    from cristack.stack import Stack, StackOptions
+
+    stacks = []
+
+    def make(**overrides) -> Stack:
+        opts = StackOptions(relist_period="0.1s", backoff_base="0.3s", gc_period="0.3s",
+                            file_check_frequency="0.1s", record_calls=True, pull_latency_ms=1, log_level="debug")
+        opts.kubelet_config = {"readOnlyPort": free_port()}
+        for k, v in overrides.items():
+            setattr(opts, k, v)
+        stack = Stack(tmp_path / f"stack{len(stacks)}", opts)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()

@@ -1,0 +1,169 @@
+"""The three components started together from the shipped example configs: used by
+``cristack demo``/``up``, the pytest plugin and our own tests, so that every one of them runs
+the stack the same way.
+
+Everything lives in one private base directory: sockets, state, pod logs, the per-run copies
+of the configs (the shipped files with their paths pointed into the base directory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cristack.endpoints import parse_endpoint, private_dir
+from cristack.procs import Proc, start
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+def example(*parts: str) -> Path:
+    """A file of the shipped examples (in the checkout, or installed beside the package)."""
+    return EXAMPLES.joinpath(*parts)
+
+
+@dataclass
+class StackOptions:
+    """How to start the stack. Defaults are the shipped example configs."""
+
+    runtime_type: str = "pod"  # "pod" (through fake-conmon) or "oci"
+    otlp_endpoint: str | None = None  # None: tracing off everywhere
+    crio_tracing: bool = True
+    crio_sampling_per_million: int = 1_000_000
+    kubelet_tracing: bool = True
+    kubelet_sampling_per_million: int | None = 1_000_000
+    conmon_tracing: bool = True
+    relist_period: str = "1s"
+    backoff_base: str = "10s"
+    gc_period: str = "1m"
+    file_check_frequency: str = "1s"
+    log_level: str = "info"
+    pull_latency_ms: float | None = None
+    record_calls: bool = False
+    kubelet_config: dict[str, object] = field(default_factory=dict)  # extra KubeletConfiguration keys
+    crio_args: list[str] = field(default_factory=list)
+    kubelet_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """fake-conmon, fake-crio and fake-kubelet in ``base``."""
+
+    def __init__(self, base: Path, options: StackOptions | None = None) -> None:
+        self.base = base
+        self.opts = options or StackOptions()
+        self.run_dir = private_dir(base / "run")
+        self.manifests = base / "manifests"
+        self.pod_logs = base / "pods"
+        self.crio_socket = self.run_dir / "crio.sock"
+        self.conmon_socket = self.run_dir / "conmon.sock"
+        self.crio_calls = base / "crio-calls.txt"
+        self.kubelet_calls = base / "kubelet-calls.txt"
+        self.conmon: Proc | None = None
+        self.crio: Proc | None = None
+        self.kubelet: Proc | None = None
+        for d in (self.manifests, self.pod_logs):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def crio_endpoint(self) -> str:
+        return f"unix://{self.crio_socket}"
+
+    def add_manifest(self, path: Path) -> Path:
+        dest = self.manifests / path.name
+        shutil.copyfile(path, dest)
+        return dest
+
+    # -- argument lists (also what compose's equivalence test compares against)
+
+    def conmon_args(self) -> list[str]:
+        args = ["--listen", f"unix://{self.conmon_socket}", "--runtime-dir", str(self.base / "conmon"),
+                "--log-level", self.opts.log_level]
+        if self.opts.otlp_endpoint and self.opts.conmon_tracing:
+            args += ["--enable-tracing", "--tracing-endpoint", self.opts.otlp_endpoint]
+        return args
+
+    def crio_args(self) -> list[str]:
+        o = self.opts
+        args = ["--config", str(example("crio", "crio.conf")), "--config-dir", str(example("crio", "crio.conf.d")),
+                "--listen", self.crio_endpoint, "--root", str(self.base / "crio-root"),
+                "--runroot", str(self.base / "crio-runroot"), "--pod-logs-root", str(self.pod_logs),
+                "--monitor-endpoint", f"unix://{self.conmon_socket}", "--log-level", o.log_level,
+                "--default-runtime", "conmonrs" if o.runtime_type == "pod" else "crun"]
+        if o.otlp_endpoint:
+            args += ["--tracing-endpoint", o.otlp_endpoint,
+                     "--tracing-sampling-rate-per-million", str(o.crio_sampling_per_million)]
+        args.append("--enable-tracing=" + ("true" if o.otlp_endpoint and o.crio_tracing else "false"))
+        if o.pull_latency_ms is not None:
+            args += ["--pull-latency-ms", str(o.pull_latency_ms)]
+        if o.record_calls:
+            args += ["--record-calls", str(self.crio_calls)]
+        return args + o.crio_args
+
+    def kubelet_config(self) -> Path:
+        """The shipped KubeletConfiguration with this run's paths and tracing settings."""
+        doc = yaml.safe_load(example("kubelet", "kubelet-config.yaml").read_text())
+        doc["containerRuntimeEndpoint"] = self.crio_endpoint
+        doc["staticPodPath"] = str(self.manifests)
+        doc["podLogsDir"] = str(self.pod_logs)
+        doc["fileCheckFrequency"] = self.opts.file_check_frequency
+        doc.update(self.opts.kubelet_config)
+        if self.opts.otlp_endpoint and self.opts.kubelet_tracing:
+            doc["tracing"] = {"endpoint": self.opts.otlp_endpoint}
+            if self.opts.kubelet_sampling_per_million is not None:
+                doc["tracing"]["samplingRatePerMillion"] = self.opts.kubelet_sampling_per_million
+        else:
+            doc.pop("tracing", None)
+        path = self.base / "kubelet-config.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def kubelet_args(self, *, runonce: bool) -> list[str]:
+        o = self.opts
+        args = ["--config", str(self.kubelet_config()), "--relist-period", o.relist_period,
+                "--backoff-base", o.backoff_base, "--gc-period", o.gc_period, "--log-level", o.log_level]
+        if runonce:
+            args.append("--runonce")
+        if o.record_calls:
+            args += ["--record-cri-calls", str(self.kubelet_calls)]
+        return args + o.kubelet_args
+
+    # -- processes
+
+    def _env(self) -> dict[str, str]:
+        env = dict(self.opts.env)
+        # Our components take their tracing settings from their own configs; stray OTEL_*
+        # variables from the caller's shell must not redirect a test or demo run.
+        env.setdefault("OTEL_SDK_DISABLED", os.environ.get("OTEL_SDK_DISABLED", "false"))
+        return env
+
+    def start_runtime(self) -> None:
+        """Starts fake-conmon (for runtime type pod) and fake-crio, and waits until they serve."""
+        if self.opts.runtime_type == "pod":
+            self.conmon = start("fake-conmon", self.conmon_args(), self.base / "conmon.log",
+                                endpoint=parse_endpoint(str(self.conmon_socket)), env=self._env())
+        self.crio = start("fake-crio", self.crio_args(), self.base / "crio.log",
+                          endpoint=parse_endpoint(str(self.crio_socket)), env=self._env())
+
+    def start_kubelet(self, *, runonce: bool = False) -> Proc:
+        self.kubelet = start("fake-kubelet", self.kubelet_args(runonce=runonce), self.base / "kubelet.log",
+                             env=self._env(), wait=False)
+        return self.kubelet
+
+    def stop(self) -> dict[str, float]:
+        """Stops kubelet, crio, conmon in that order; returns seconds each took to exit."""
+        took = {}
+        for name in ("kubelet", "crio", "conmon"):
+            proc = getattr(self, name)
+            if proc is not None:
+                took[name] = proc.stop()
+        return took
+
+    def logs(self) -> dict[str, str]:
+        return {name: p.log_text() for name in ("conmon", "crio", "kubelet")
+                if (p := getattr(self, name)) is not None}

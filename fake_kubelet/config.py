@@ -1,0 +1,221 @@
+"""fake-kubelet's configuration: a KubeletConfiguration file (kubelet.config.k8s.io/v1beta1)
+plus the kubelet's usual flags, which win over the file.
+
+Mock-only knobs (the PLEG relist period and back-off base, which the real kubelet hard-codes)
+are flags of their own and never keys of the KubeletConfiguration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cristack.durations import parse_duration
+from cristack.endpoints import Endpoint, default_runtime_dir, parse_endpoint
+from cristack.errors import ConfigError
+from cristack.logs import parse_level, verbosity_level
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "kubelet.config.k8s.io/v1beta1"
+KIND = "KubeletConfiguration"
+DEFAULT_TRACING_ENDPOINT = "localhost:4317"
+
+# KubeletConfiguration keys we read, with the type YAML must give them.
+KNOWN: dict[str, type | tuple[type, ...]] = {
+    "apiVersion": str, "kind": str,
+    "staticPodPath": str, "containerRuntimeEndpoint": str, "imageServiceEndpoint": str,
+    "featureGates": dict, "tracing": dict, "podLogsDir": str, "fileCheckFrequency": str,
+    "syncFrequency": str, "readOnlyPort": int, "address": str, "runtimeRequestTimeout": str,
+}
+
+
+@dataclass
+class TracingConfig:
+    """The KubeletConfiguration ``tracing`` block. ``enabled`` is False when it is absent."""
+
+    enabled: bool = False
+    endpoint: str = DEFAULT_TRACING_ENDPOINT
+    sampling_rate_per_million: int | None = None
+
+
+@dataclass
+class KubeletConfig:
+    runtime_endpoint: Endpoint
+    static_pod_path: Path | None
+    pod_logs_dir: Path = Path("/var/log/pods")
+    feature_gates: dict[str, bool] = field(default_factory=dict)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
+    file_check_frequency: float = 20.0
+    read_only_port: int = 0
+    address: str = "127.0.0.1"
+    runtime_request_timeout: float = 120.0
+    runonce: bool = False
+    runonce_timeout: float = 300.0
+    log_level: int = logging.INFO
+    node_name: str = "cristack-node"
+    relist_period: float = 1.0
+    backoff_base: float = 10.0
+    backoff_max: float = 300.0
+    gc_period: float = 60.0
+    record_cri_calls: Path | None = None
+
+    @property
+    def tracing_gate(self) -> bool:
+        # KubeletTracing is beta and on by default since Kubernetes 1.28.
+        return self.feature_gates.get("KubeletTracing", True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fake-kubelet",
+                                description="A mock kubelet: runs static pods through the real CRI call order.")
+    p.add_argument("--config", type=Path, help="KubeletConfiguration YAML file")
+    p.add_argument("--container-runtime-endpoint", help="CRI endpoint, unix:///PATH or HOST:PORT")
+    p.add_argument("--pod-manifest-path", type=Path, help="directory of static pod manifests")
+    p.add_argument("--runonce", action="store_true",
+                   help="run the static pods to completion, tear them down, and exit")
+    p.add_argument("--runonce-timeout", default="5m", help="give up on --runonce after this long (default 5m)")
+    p.add_argument("--v", "-v", type=int, default=None, help="klog verbosity (4 and above: debug)")
+    p.add_argument("--log-level", help="debug, info, warn, error (overrides --v)")
+    p.add_argument("--hostname-override", help="node name (default cristack-node)")
+    p.add_argument("--relist-period", default="1s", help="mock: PLEG relist period (real kubelet: 1s)")
+    p.add_argument("--backoff-base", default="10s", help="mock: first crash/pull back-off (real: 10s)")
+    p.add_argument("--backoff-max", default="5m", help="mock: back-off ceiling (real: 5m)")
+    p.add_argument("--gc-period", default="1m", help="mock: container garbage collection period (real: 1m)")
+    p.add_argument("--record-cri-calls", type=Path, help="debug: append 'operation method' per CRI call to FILE")
+    return p
+
+
+def _check(doc: dict[str, Any], key: str, source: str, default: Any = None) -> Any:
+    if key not in doc or doc[key] is None:
+        return default
+    kind = KNOWN[key]
+    value = doc[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ConfigError(source, key, f"expected {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _duration(value: str, source: str, key: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise ConfigError(source, key, str(err)) from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Loads and checks the KubeletConfiguration document; ConfigError names the file and key."""
+    src = str(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(src, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(src, "", f"cannot read: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(src, "", f"invalid YAML: {err}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(src, "", "expected a KubeletConfiguration mapping")
+    if doc.get("apiVersion", API_VERSION) != API_VERSION:
+        raise ConfigError(src, "apiVersion", f"expected {API_VERSION}, got {doc.get('apiVersion')!r}")
+    if doc.get("kind", KIND) != KIND:
+        raise ConfigError(src, "kind", f"expected {KIND}, got {doc.get('kind')!r}")
+    for key in doc:
+        if key not in KNOWN:
+            log.warning("%s: unknown or unmodelled key %r ignored", src, key)
+    return doc
+
+
+def load(argv: list[str] | None = None) -> KubeletConfig:
+    """Parses flags and the config file into a KubeletConfig."""
+    args = build_parser().parse_args(argv)
+    doc: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    src = str(args.config) if args.config else "<flags>"
+
+    endpoint_text = args.container_runtime_endpoint or _check(doc, "containerRuntimeEndpoint", src)
+    if endpoint_text is None:
+        endpoint_text = f"unix://{default_runtime_dir() / 'crio.sock'}"
+    try:
+        endpoint = parse_endpoint(endpoint_text)
+    except ValueError as err:
+        where = "--container-runtime-endpoint" if args.container_runtime_endpoint else "containerRuntimeEndpoint"
+        raise ConfigError(src if where != "--container-runtime-endpoint" else "<flags>", where, str(err)) from None
+
+    static = args.pod_manifest_path or _check(doc, "staticPodPath", src)
+    if static is not None and args.config and not Path(static).is_absolute():
+        static = args.config.parent / static  # relative to the config file, for shipped examples
+
+    gates_raw = _check(doc, "featureGates", src, {})
+    gates: dict[str, bool] = {}
+    for name, value in gates_raw.items():
+        if not isinstance(value, bool):
+            raise ConfigError(src, f"featureGates.{name}", f"expected bool, got {type(value).__name__} {value!r}")
+        gates[str(name)] = value
+
+    tracing = TracingConfig()
+    block = _check(doc, "tracing", src)
+    if block is not None:
+        tracing.enabled = True
+        for key in block:
+            if key not in ("endpoint", "samplingRatePerMillion"):
+                log.warning("%s: unknown key tracing.%s ignored", src, key)
+        endpoint_value = block.get("endpoint", DEFAULT_TRACING_ENDPOINT)
+        if not isinstance(endpoint_value, str):
+            raise ConfigError(src, "tracing.endpoint", f"expected str, got {type(endpoint_value).__name__}")
+        try:
+            parse_endpoint(endpoint_value)
+        except ValueError as err:
+            raise ConfigError(src, "tracing.endpoint", str(err)) from None
+        tracing.endpoint = endpoint_value
+        rate = block.get("samplingRatePerMillion")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= 1_000_000):
+            raise ConfigError(src, "tracing.samplingRatePerMillion", f"expected an integer 0..1000000, got {rate!r}")
+        tracing.sampling_rate_per_million = rate
+
+    if args.log_level:
+        try:
+            level = parse_level(args.log_level)
+        except ValueError as err:
+            raise ConfigError("<flags>", "--log-level", str(err)) from None
+    else:
+        level = verbosity_level(args.v or 0)
+
+    flag_durations = {}
+    for flag in ("relist_period", "backoff_base", "backoff_max", "gc_period", "runonce_timeout"):
+        flag_durations[flag] = _duration(getattr(args, flag), "<flags>", "--" + flag.replace("_", "-"))
+    port = _check(doc, "readOnlyPort", src, 0)
+    if not 0 <= port <= 65535:
+        raise ConfigError(src, "readOnlyPort", f"{port} is not a port number")
+    logs_dir = _check(doc, "podLogsDir", src, "/var/log/pods")
+    if args.config and not Path(logs_dir).is_absolute():
+        logs_dir = args.config.parent / logs_dir
+    return KubeletConfig(
+        runtime_endpoint=endpoint,
+        static_pod_path=Path(static) if static is not None else None,
+        pod_logs_dir=Path(logs_dir),
+        feature_gates=gates,
+        tracing=tracing,
+        file_check_frequency=_duration(_check(doc, "fileCheckFrequency", src, "20s"), src, "fileCheckFrequency"),
+        read_only_port=port,
+        address=_check(doc, "address", src, "127.0.0.1"),
+        runtime_request_timeout=_duration(_check(doc, "runtimeRequestTimeout", src, "2m"), src,
+                                          "runtimeRequestTimeout"),
+        runonce=args.runonce,
+        runonce_timeout=flag_durations["runonce_timeout"],
+        log_level=level,
+        node_name=args.hostname_override or "cristack-node",
+        relist_period=flag_durations["relist_period"],
+        backoff_base=flag_durations["backoff_base"],
+        backoff_max=flag_durations["backoff_max"],
+        gc_period=flag_durations["gc_period"],
+        record_cri_calls=args.record_cri_calls,
+    )

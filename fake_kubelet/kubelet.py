@@ -1,0 +1,268 @@
+"""The kubelet: watches static pod manifests, runs a worker per pod, relists (PLEG), collects
+garbage, optionally serves a read-only HTTP endpoint, and in --runonce mode runs the pods to
+completion and tears them down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+
+from cristack.pb.runtime.v1 import api_pb2 as pb
+from fake_kubelet.backoff import Backoff
+from fake_kubelet.config import KubeletConfig
+from fake_kubelet.cri import UID_LABEL, CriClient, operation
+from fake_kubelet.manifests import Pod, scan
+from fake_kubelet.pleg import Pleg, StatusCache
+from fake_kubelet.workers import PodView, PodWorker, SpanFactory
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def no_span(name: str, pod: Pod | None = None, update_type: str = "") -> AsyncIterator[None]:
+    yield
+
+
+class Kubelet:
+    def __init__(self, cfg: KubeletConfig, span: SpanFactory = no_span,
+                 interceptors: list[grpc.aio.ClientInterceptor] | None = None) -> None:
+        self.cfg = cfg
+        self.span = span
+        self.cri = CriClient(cfg.runtime_endpoint, cfg.runtime_request_timeout, cfg.record_cri_calls, interceptors)
+        self.cache = StatusCache()
+        self.pleg = Pleg(self.cri, self.cache, cfg.relist_period, self._on_pleg_change)
+        self.backoff = Backoff(cfg.backoff_base, cfg.backoff_max)
+        self.image_backoff = Backoff(cfg.backoff_base, cfg.backoff_max)
+        self.workers: dict[str, PodWorker] = {}
+        self.finished: set[str] = set()  # uids whose pods ran to a terminal phase and were torn down
+        self.views: dict[str, dict[str, Any]] = {}
+        self._reported: set[str] = set()
+        self._tasks: list[asyncio.Task] = []
+
+    # -- wiring
+
+    def _on_pleg_change(self, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.wake.set()
+
+    def _on_view(self, view: PodView) -> None:
+        self.views[view.pod.uid] = {
+            "metadata": {"name": view.pod.name, "namespace": view.pod.namespace, "uid": view.pod.uid},
+            "spec": {"restartPolicy": view.pod.restart_policy,
+                     "containers": [{"name": c.name, "image": c.image} for c in view.pod.containers]},
+            "status": {"phase": view.phase, "containerStatuses": [
+                {"name": c.name, "restartCount": c.restart_count, "containerID": f"cri-o://{c.container_id}"
+                 if c.container_id else "",
+                 "state": {c.state: {k: v for k, v in (("reason", c.reason), ("message", c.message),
+                                                      ("exitCode", c.exit_code)) if v not in ("", None)}}}
+                for c in view.containers.values()]},
+        }
+
+    def _start_worker(self, pod: Pod) -> PodWorker:
+        worker = PodWorker(pod, self.cri, self.cache, self.cfg.pod_logs_dir, self.backoff, self.image_backoff,
+                           self.span, self._on_view)
+        self.workers[pod.uid] = worker
+        log.info("pod %s (uid %s) added from %s", pod.full_name, pod.uid, pod.source)
+        worker.start()
+
+        def reap(_task: asyncio.Task) -> None:
+            if self.workers.get(pod.uid) is worker:
+                del self.workers[pod.uid]
+                if not worker.terminate_requested:
+                    self.finished.add(pod.uid)
+
+        assert worker.task is not None
+        worker.task.add_done_callback(reap)
+        return worker
+
+    def sync_manifests(self) -> dict[str, Pod]:
+        """Starts pods for new manifests and terminates pods whose manifest went away."""
+        if self.cfg.static_pod_path is None:
+            return {}
+        pods, errors = scan(self.cfg.static_pod_path, self.cfg.node_name)
+        for err in errors:
+            if err not in self._reported:
+                log.error("skipping static pod manifest: %s", err)
+                self._reported.add(err)
+        for uid, pod in pods.items():
+            if uid not in self.workers and uid not in self.finished:
+                self._start_worker(pod)
+        for uid, worker in list(self.workers.items()):
+            if uid not in pods and not worker.terminate_requested:
+                log.info("pod %s: manifest %s removed or changed; terminating", worker.pod.full_name,
+                         worker.pod.source)
+                worker.request_terminate()
+        self.finished &= set(pods)
+        return pods
+
+    # -- garbage collection
+
+    async def garbage_collect(self) -> None:
+        """Containers/GarbageCollect: removes dead containers and the sandboxes of gone pods."""
+        async with self.span("Containers/GarbageCollect", None, ""):
+            token = operation.set("gc")
+            try:
+                active = set(self.workers)
+                containers = (await self.cri.call("ListContainers", pb.ListContainersRequest())).containers
+                for c in containers:
+                    if c.state == pb.CONTAINER_EXITED and c.labels.get(UID_LABEL) not in active:
+                        await self.cri.call("RemoveContainer", pb.RemoveContainerRequest(container_id=c.id))
+                sandboxes = (await self.cri.call("ListPodSandbox", pb.ListPodSandboxRequest())).items
+                left = {c.pod_sandbox_id for c in containers if c.labels.get(UID_LABEL) in active}
+                for sb in sandboxes:
+                    uid = sb.labels.get(UID_LABEL)
+                    if uid in active or sb.id in left:
+                        continue
+                    await self.cri.call("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=sb.id))
+                    await self.cri.call("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=sb.id))
+                    log.info("garbage collection removed sandbox %s of pod %s/%s", sb.id[:13],
+                             sb.metadata.namespace, sb.metadata.name)
+            finally:
+                operation.reset(token)
+
+    # -- loops
+
+    async def _every(self, period: float, fn, what: str) -> None:  # noqa: ANN001
+        failing = False
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await fn()
+                failing = False
+            except grpc.aio.AioRpcError as err:
+                if not failing:
+                    log.warning("%s failed: %s: %s", what, err.code().name, err.details())
+                failing = True
+
+    async def _watch_manifests(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.file_check_frequency)
+            self.sync_manifests()
+
+    async def wait_for_runtime(self, timeout: float | None = None) -> None:
+        """Waits until the CRI endpoint answers Version (the runtime may start after us)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        warned = False
+        while True:
+            try:
+                v = await self.cri.call("Version", pb.VersionRequest(), timeout=2.0)
+                log.info("container runtime %s %s (CRI %s) at %s", v.runtime_name, v.runtime_version,
+                         v.runtime_api_version, self.cfg.runtime_endpoint)
+                return
+            except grpc.aio.AioRpcError as err:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise
+                if not warned:
+                    log.warning("container runtime at %s not ready (%s); waiting", self.cfg.runtime_endpoint,
+                                err.code().name)
+                    warned = True
+                await asyncio.sleep(0.2)
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Runs until ``stop`` is set (or, with --runonce, until the pods are done)."""
+        http = self._serve_http()
+        try:
+            await self.wait_for_runtime(None if not self.cfg.runonce else 30.0)
+            await self.pleg.relist()  # adopt what already runs before starting any pod
+            self._tasks = [asyncio.create_task(self.pleg.run(), name="pleg"),
+                           asyncio.create_task(self._every(self.cfg.gc_period, self.garbage_collect, "container GC"),
+                                               name="gc")]
+            self.sync_manifests()
+            if self.cfg.runonce:
+                return await self._runonce(stop)
+            self._tasks.append(asyncio.create_task(self._watch_manifests(), name="manifests"))
+            await stop.wait()
+            return 0
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            for worker in self.workers.values():
+                if worker.task is not None:
+                    worker.task.cancel()
+            await asyncio.gather(*self._tasks, *(w.task for w in self.workers.values() if w.task),
+                                 return_exceptions=True)
+            await self.cri.close()
+            if http is not None:
+                http.shutdown()
+
+    async def _runonce(self, stop: asyncio.Event) -> int:
+        workers = list(self.workers.values())
+        if not workers:
+            log.warning("--runonce: no static pods to run")
+            return 0
+        deadline = time.monotonic() + self.cfg.runonce_timeout
+        outcome: dict[str, str] = {}
+        while len(outcome) < len(workers) and not stop.is_set():
+            for w in workers:
+                if w.pod.uid not in outcome:
+                    reason = w.finished_reason()
+                    if reason is not None:
+                        outcome[w.pod.uid] = reason
+            if time.monotonic() > deadline:
+                for w in workers:
+                    outcome.setdefault(w.pod.uid, f"did not finish within {self.cfg.runonce_timeout:g}s")
+                break
+            await asyncio.sleep(0.05)
+        for w in workers:
+            w.request_terminate()
+        await asyncio.gather(*(w.done.wait() for w in workers))
+        await self.garbage_collect()
+        failed = [(w.pod, outcome.get(w.pod.uid, "interrupted")) for w in workers if outcome.get(w.pod.uid, "x")]
+        for pod, why in failed:
+            log.error("--runonce: pod %s failed: %s", pod.full_name, why)
+            print(f"fake-kubelet: pod {pod.full_name} failed: {why}", flush=True)
+        for w in workers:
+            if w.pod.uid in outcome and not outcome[w.pod.uid]:
+                log.info("--runonce: pod %s %s", w.pod.full_name, w.view.phase.lower())
+        return 1 if failed else 0
+
+    # -- read-only HTTP endpoint
+
+    def _serve_http(self) -> ThreadingHTTPServer | None:
+        if not self.cfg.read_only_port:
+            return None
+        kubelet = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.path == "/healthz":
+                    body, kind = b"ok", "text/plain"
+                elif self.path == "/pods":
+                    items = list(kubelet.views.values())
+                    body = json.dumps({"kind": "PodList", "apiVersion": "v1", "items": items}).encode()
+                    kind = "application/json"
+                else:
+                    self.send_error(404, "not found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug("http: " + fmt, *args)
+
+        server = ThreadingHTTPServer((self.cfg.address, self.cfg.read_only_port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+        log.info("read-only HTTP endpoint on http://%s:%d (/healthz, /pods)", self.cfg.address,
+                 server.server_address[1])
+        return server
+
+
+def install_stop_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

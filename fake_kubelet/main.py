@@ -1,0 +1,42 @@
+"""``fake-kubelet``: the entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from cristack import logs
+from cristack.errors import ConfigError, exit_config_error
+from fake_kubelet import config as kubelet_config
+from fake_kubelet.kubelet import Kubelet, install_stop_handlers
+
+
+async def run(cfg: kubelet_config.KubeletConfig) -> int:
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    kubelet = Kubelet(cfg)
+    return await kubelet.run(stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parses flags and the KubeletConfiguration, then runs the kubelet."""
+    logs.setup("fake-kubelet", logging.INFO)
+    try:
+        cfg = kubelet_config.load(argv)
+    except ConfigError as err:
+        exit_config_error("fake-kubelet", err)
+    logs.setup("fake-kubelet", cfg.log_level)
+    try:
+        code = asyncio.run(run(cfg))
+    except OSError as err:
+        print(f"fake-kubelet: {err}", file=sys.stderr)
+        code = 1
+    except Exception as err:  # noqa: BLE001 - e.g. the runtime never came up under --runonce
+        print(f"fake-kubelet: {type(err).__name__}: {err}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

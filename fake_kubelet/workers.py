@@ -1,0 +1,418 @@
+"""Pod workers: one asyncio task per pod that runs the kubelet's sync functions.
+
+- ``syncPod``: make the runtime match the manifest: sandbox (RunPodSandbox, PodSandboxStatus),
+  then init containers in order, then containers, each through ImageStatus, PullImage when the
+  pull policy says so, ImageStatus, CreateContainer, StartContainer, honouring restart policy
+  and back-offs.
+- ``syncTerminatingPod``: StopContainer for every container in parallel, then StopPodSandbox.
+- ``syncTerminatedPod``: ContainerStatus and RemoveContainer for each container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from cristack.pb.runtime.v1 import api_pb2 as pb
+from fake_kubelet.backoff import Backoff, should_restart
+from fake_kubelet.cri import (
+    CONTAINER_NAME_LABEL,
+    POD_NAME_LABEL,
+    POD_NAMESPACE_LABEL,
+    RESTART_COUNT_ANNOTATION,
+    UID_LABEL,
+    ContainerState,
+    CriClient,
+    PodStatus,
+    get_pod_status,
+    operation,
+)
+from fake_kubelet.manifests import Container, Pod
+from fake_kubelet.pleg import StatusCache
+
+log = logging.getLogger(__name__)
+
+PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+BACKOFF_REASONS = ("CrashLoopBackOff", "ImagePullBackOff")
+
+
+class SyncError(Exception):
+    """A step of syncPod failed; the reason is the kubelet's (ErrImagePull, ...)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class ContainerView:
+    """What the kubelet reports about one container (its waiting/running/terminated state)."""
+
+    name: str
+    state: str = "waiting"  # waiting | running | terminated
+    reason: str = "ContainerCreating"
+    message: str = ""
+    exit_code: int | None = None
+    restart_count: int = 0
+    container_id: str = ""
+
+
+@dataclass
+class PodView:
+    pod: Pod
+    phase: str = PENDING
+    containers: dict[str, ContainerView] = field(default_factory=dict)
+    sandbox_id: str = ""
+    syncs: int = 0
+    terminated: bool = False
+    sandbox_error: str = ""
+
+
+# Opens the span of a sync function: (name, pod, update type) -> async context manager.
+SpanFactory = Callable[[str, Pod, str], contextlib.AbstractAsyncContextManager[None]]
+
+
+class PodWorker:
+    """Runs the sync functions for one pod, one at a time."""
+
+    def __init__(self, pod: Pod, cri: CriClient, cache: StatusCache, pod_logs_dir: Path, backoff: Backoff,
+                 image_backoff: Backoff, span: SpanFactory, on_view: Callable[[PodView], None]) -> None:
+        self.pod = pod
+        self.cri = cri
+        self.cache = cache
+        self.pod_logs_dir = pod_logs_dir
+        self.backoff = backoff
+        self.image_backoff = image_backoff
+        self.span = span
+        self.on_view = on_view
+        self.view = PodView(pod, containers={c.name: ContainerView(c.name) for c in
+                                             (*pod.init_containers, *pod.containers)})
+        self.wake = asyncio.Event()
+        self.terminate_requested = False
+        self.done = asyncio.Event()
+        self.last_sync = 0.0
+        self._retry_at: float | None = None
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"pod-worker-{self.pod.name}")
+        self.wake.set()
+
+    def request_terminate(self) -> None:
+        self.terminate_requested = True
+        self.wake.set()
+
+    async def _run(self) -> None:
+        first = True
+        while True:
+            timeout = None if self._retry_at is None else max(0.0, self._retry_at - time.monotonic())
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            self.wake.clear()
+            self._retry_at = None
+            if self.terminate_requested or self.view.phase in (SUCCEEDED, FAILED):
+                await self._terminate()
+                self.done.set()
+                return
+            status = await self.cache.get_newer_than(self.pod.uid, self.last_sync)
+            if self.terminate_requested:
+                continue
+            started = time.monotonic()
+            try:
+                await self.sync_pod(status, "create" if first else "sync")
+            except grpc.aio.AioRpcError as err:
+                log.warning("pod %s: syncPod failed: %s: %s", self.pod.full_name, err.code().name, err.details())
+                self._retry_at = time.monotonic() + 1.0
+            except Exception:  # a bug of ours must not kill the worker silently
+                log.exception("pod %s: syncPod failed unexpectedly", self.pod.full_name)
+                self._retry_at = time.monotonic() + 1.0
+            first = False
+            self.last_sync = started
+            self.view.syncs += 1
+            self.on_view(self.view)
+            if self.view.phase in (SUCCEEDED, FAILED):
+                self.wake.set()  # a terminal pod is torn down, as the kubelet does
+
+    # -- syncPod
+
+    async def sync_pod(self, status: PodStatus, update_type: str) -> None:
+        pod = self.pod
+        async with self.span("syncPod", pod, update_type):
+            token = operation.set("syncPod")
+            try:
+                await self._sync_pod(status)
+            finally:
+                operation.reset(token)
+
+    async def _sync_pod(self, status: PodStatus) -> None:
+        pod = self.pod
+        sandbox = status.sandbox
+        if sandbox is None or sandbox.state != pb.SANDBOX_READY:
+            if sandbox is not None and pod.restart_policy == "Never" and status.containers:
+                self._set_phase(FAILED, "the pod sandbox died and restartPolicy is Never")
+                return
+            attempt = sandbox.attempt + 1 if sandbox is not None else 0
+            try:
+                sandbox_id = await self._run_sandbox(attempt)
+            except grpc.aio.AioRpcError as err:
+                reason = f"CreatePodSandboxError: {err.code().name}: {err.details()}"
+                if self.view.sandbox_error != reason:
+                    log.warning("pod %s: %s", pod.full_name, reason)
+                self.view.sandbox_error = reason
+                self._retry_in(self.backoff.next(f"{pod.uid}/sandbox"))
+                return
+            self.view.sandbox_error = ""
+            containers: list[ContainerState] = []
+        else:
+            sandbox_id = sandbox.id
+            containers = status.containers_in(sandbox_id)
+        self.view.sandbox_id = sandbox_id
+        latest = {}
+        for c in containers:
+            if c.name not in latest or (c.attempt, c.created_at) > (latest[c.name].attempt, latest[c.name].created_at):
+                latest[c.name] = c
+        for c in latest.values():
+            self._observe(c)
+
+        # Init containers, one at a time, each to success before the next.
+        for spec in pod.init_containers:
+            current = latest.get(spec.name)
+            if current is None:
+                await self._start(spec, sandbox_id, 0)
+                return self._update_phase(latest)
+            if current.state in (pb.CONTAINER_CREATED, pb.CONTAINER_RUNNING):
+                return self._update_phase(latest)
+            if current.exit_code == 0:
+                continue
+            if pod.restart_policy == "Never":
+                self._set_phase(FAILED, f"init container {spec.name} exited with {current.exit_code}")
+                return
+            await self._restart(spec, sandbox_id, current)
+            return self._update_phase(latest)
+
+        for spec in pod.containers:
+            current = latest.get(spec.name)
+            if current is None:
+                await self._start(spec, sandbox_id, 0)
+            elif current.state == pb.CONTAINER_EXITED and should_restart(pod.restart_policy, current.exit_code):
+                await self._restart(spec, sandbox_id, current)
+        self._update_phase(latest)
+
+    async def _run_sandbox(self, attempt: int) -> str:
+        pod = self.pod
+        log_dir = self.pod_logs_dir / f"{pod.namespace}_{pod.name}_{pod.uid}"
+        config = self._sandbox_config(attempt, log_dir)
+        resp = await self.cri.call("RunPodSandbox", pb.RunPodSandboxRequest(config=config))
+        await self.cri.call("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=resp.pod_sandbox_id))
+        log.info("pod %s: sandbox %s ready (attempt %d)", pod.full_name, resp.pod_sandbox_id[:13], attempt)
+        return resp.pod_sandbox_id
+
+    def _sandbox_config(self, attempt: int, log_dir: Path | None = None) -> pb.PodSandboxConfig:
+        pod = self.pod
+        log_dir = log_dir or self.pod_logs_dir / f"{pod.namespace}_{pod.name}_{pod.uid}"
+        labels = {**pod.labels, POD_NAME_LABEL: pod.name, POD_NAMESPACE_LABEL: pod.namespace, UID_LABEL: pod.uid}
+        annotations = {**pod.annotations, "kubernetes.io/config.source": "file",
+                       "kubernetes.io/config.hash": pod.uid}
+        return pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=pod.name, uid=pod.uid, namespace=pod.namespace, attempt=attempt),
+            hostname=pod.name, log_directory=str(log_dir), labels=labels, annotations=annotations,
+            linux=pb.LinuxPodSandboxConfig())
+
+    async def _restart(self, spec: Container, sandbox_id: str, current: ContainerState) -> None:
+        key = f"{self.pod.uid}/{spec.name}"
+        left = self.backoff.in_backoff(key)
+        view = self.view.containers[spec.name]
+        if left > 0:
+            self._waiting(view, "CrashLoopBackOff",
+                          f"back-off {self.backoff.delay(key):g}s restarting failed container={spec.name} "
+                          f"pod={self.pod.name}_{self.pod.namespace}({self.pod.uid})")
+            self._retry_in(left)
+            return
+        self.backoff.next(key)  # the window starts now: a failure inside it shows CrashLoopBackOff
+        await self._start(spec, sandbox_id, current.attempt + 1)
+
+    async def _start(self, spec: Container, sandbox_id: str, attempt: int) -> None:
+        """The kubelet's startContainer: ensure the image, create, start."""
+        view = self.view.containers[spec.name]
+        view.restart_count = attempt
+        try:
+            image_ref = await self._ensure_image(spec)
+            config = self._container_config(spec, attempt, image_ref)
+            try:
+                created = await self.cri.call("CreateContainer", pb.CreateContainerRequest(
+                    pod_sandbox_id=sandbox_id, config=config, sandbox_config=self._sandbox_config(0)))
+            except grpc.aio.AioRpcError as err:
+                raise SyncError("CreateContainerError", err.details() or err.code().name) from None
+            try:
+                await self.cri.call("StartContainer", pb.StartContainerRequest(container_id=created.container_id))
+            except grpc.aio.AioRpcError as err:
+                raise SyncError("RunContainerError", err.details() or err.code().name) from None
+        except SyncError as err:
+            self._waiting(view, err.reason, err.message)
+            return
+        view.container_id = created.container_id
+        if view.state != "running":
+            view.state, view.reason, view.message, view.exit_code = "running", "", "", None
+            log.info("pod %s: container %s started (restart count %d)", self.pod.full_name, spec.name, attempt)
+
+    async def _ensure_image(self, spec: Container) -> str:
+        """The image manager: ImageStatus, PullImage if the policy says so, ImageStatus again."""
+        key = f"{self.pod.uid}/{spec.name}/{spec.image}"
+        status = await self.cri.call("ImageStatus", pb.ImageStatusRequest(image=pb.ImageSpec(image=spec.image)))
+        present = status.HasField("image")
+        if spec.image_pull_policy == "Never" and not present:
+            raise SyncError("ErrImageNeverPull",
+                            f'Container image "{spec.image}" is not present with pull policy of Never')
+        if present and spec.image_pull_policy != "Always":
+            return status.image.id
+        left = self.image_backoff.in_backoff(key)
+        if left > 0:
+            self._retry_in(left)
+            raise SyncError("ImagePullBackOff", f'Back-off pulling image "{spec.image}"')
+        try:
+            pulled = await self.cri.call("PullImage", pb.PullImageRequest(
+                image=pb.ImageSpec(image=spec.image), sandbox_config=self._sandbox_config(0)))
+        except grpc.aio.AioRpcError as err:
+            delay = self.image_backoff.next(key)
+            self._retry_in(delay)
+            raise SyncError("ErrImagePull", f'failed to pull image "{spec.image}": {err.details()}') from None
+        self.image_backoff.reset(key)
+        await self.cri.call("ImageStatus", pb.ImageStatusRequest(image=pb.ImageSpec(image=spec.image)))
+        return pulled.image_ref
+
+    def _container_config(self, spec: Container, attempt: int, image_ref: str) -> pb.ContainerConfig:
+        pod = self.pod
+        return pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=spec.name, attempt=attempt),
+            image=pb.ImageSpec(image=image_ref, user_specified_image=spec.image),
+            command=list(spec.command), args=list(spec.args), working_dir=spec.working_dir,
+            envs=[pb.KeyValue(key=k, value=v) for k, v in spec.env],
+            labels={CONTAINER_NAME_LABEL: spec.name, POD_NAME_LABEL: pod.name,
+                    POD_NAMESPACE_LABEL: pod.namespace, UID_LABEL: pod.uid},
+            annotations={RESTART_COUNT_ANNOTATION: str(attempt),
+                         "io.kubernetes.container.terminationMessagePath": "/dev/termination-log"},
+            log_path=f"{spec.name}/{attempt}.log", linux=pb.LinuxContainerConfig())
+
+    def _retry_in(self, seconds: float) -> None:
+        at = time.monotonic() + seconds
+        self._retry_at = at if self._retry_at is None else min(self._retry_at, at)
+
+    # -- views and phases
+
+    def _observe(self, c: ContainerState) -> None:
+        view = self.view.containers.get(c.name)
+        if view is None:
+            return
+        view.container_id, view.restart_count = c.id, c.attempt
+        if c.state == pb.CONTAINER_RUNNING:
+            new = ("running", "", None)
+        elif c.state == pb.CONTAINER_EXITED:
+            new = ("terminated", c.reason or ("Completed" if c.exit_code == 0 else "Error"), c.exit_code)
+        else:
+            new = ("waiting", "ContainerCreating", None)
+        if (view.state, view.reason, view.exit_code) != new:
+            view.state, view.reason, view.exit_code = new
+            view.message = c.message
+            if view.state == "terminated":
+                log.info("pod %s: container %s terminated: %s (exit code %d)", self.pod.full_name, c.name,
+                         view.reason, c.exit_code)
+
+    def _waiting(self, view: ContainerView, reason: str, message: str) -> None:
+        if (view.state, view.reason) != ("waiting", reason):
+            log.warning("pod %s: container %s waiting: %s: %s", self.pod.full_name, view.name, reason, message)
+        view.state, view.reason, view.message, view.exit_code = "waiting", reason, message, None
+
+    def _set_phase(self, phase: str, why: str = "") -> None:
+        if phase != self.view.phase:
+            log.info("pod %s: phase %s -> %s%s", self.pod.full_name, self.view.phase, phase,
+                     f" ({why})" if why else "")
+            self.view.phase = phase
+
+    def _update_phase(self, latest: dict[str, ContainerState]) -> None:
+        pod = self.pod
+        views = [self.view.containers[c.name] for c in pod.containers]
+        if any(v.state == "running" for v in views):
+            self._set_phase(RUNNING)
+        elif pod.restart_policy != "Always" and all(v.state == "terminated" for v in views):
+            if all(not v.exit_code for v in views):
+                self._set_phase(SUCCEEDED)
+            elif pod.restart_policy == "Never":
+                self._set_phase(FAILED)
+        # Otherwise the phase stands: Pending until something ran, Running while restarting.
+
+    def finished_reason(self) -> str | None:
+        """For --runonce: None while the pod is still working towards an outcome, '' when it
+        succeeded (or, with restartPolicy Always, runs), else why it failed."""
+        if self.view.phase == SUCCEEDED:
+            return ""
+        if self.view.phase == FAILED:
+            bad = [f"{v.name}: {v.reason} (exit code {v.exit_code})" for v in self.view.containers.values()
+                   if v.state == "terminated" and v.exit_code]
+            return "; ".join(bad) or "failed"
+        if self.view.sandbox_error:
+            return self.view.sandbox_error
+        for v in self.view.containers.values():
+            if v.state == "waiting" and v.reason in (*BACKOFF_REASONS, "ErrImagePull", "ErrImageNeverPull",
+                                                      "CreateContainerError", "RunContainerError"):
+                return f"{v.name}: {v.reason}: {v.message}"
+        if self.pod.restart_policy == "Always" and all(
+                self.view.containers[c.name].state == "running" for c in self.pod.containers):
+            return ""
+        return None
+
+    # -- termination
+
+    async def _terminate(self) -> None:
+        await self.sync_terminating_pod()
+        await self.sync_terminated_pod()
+        self.view.terminated = True
+        self.on_view(self.view)
+
+    async def sync_terminating_pod(self) -> None:
+        """Stops every container in parallel (grace period as the timeout), then the sandbox."""
+        pod = self.pod
+        async with self.span("syncTerminatingPod", pod, "kill"):
+            token = operation.set("syncTerminatingPod")
+            try:
+                status = await get_pod_status(self.cri, pod.uid)
+                running = [c for c in status.containers if c.state in (pb.CONTAINER_RUNNING, pb.CONTAINER_CREATED)]
+                await asyncio.gather(*(self._stop_container(c) for c in running))
+                for sb in status.sandboxes:
+                    if sb.state == pb.SANDBOX_READY:
+                        await self.cri.call("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=sb.id))
+                log.info("pod %s: terminated (%d containers stopped)", pod.full_name, len(running))
+            except grpc.aio.AioRpcError as err:
+                log.warning("pod %s: syncTerminatingPod: %s: %s", pod.full_name, err.code().name, err.details())
+            finally:
+                operation.reset(token)
+
+    async def _stop_container(self, c: ContainerState) -> None:
+        await self.cri.call("StopContainer", pb.StopContainerRequest(
+            container_id=c.id, timeout=self.pod.termination_grace_period),
+            timeout=self.pod.termination_grace_period + self.cri.timeout)
+
+    async def sync_terminated_pod(self) -> None:
+        """Reads each container's final status and removes it."""
+        pod = self.pod
+        async with self.span("syncTerminatedPod", pod, "kill"):
+            token = operation.set("syncTerminatedPod")
+            try:
+                status = await get_pod_status(self.cri, pod.uid)
+                for c in status.containers:
+                    await self.cri.call("ContainerStatus", pb.ContainerStatusRequest(container_id=c.id))
+                    await self.cri.call("RemoveContainer", pb.RemoveContainerRequest(container_id=c.id))
+            except grpc.aio.AioRpcError as err:
+                log.warning("pod %s: syncTerminatedPod: %s: %s", pod.full_name, err.code().name, err.details())
+            finally:
+                operation.reset(token)
+

@@ -1,0 +1,249 @@
+"""fake-kubelet → fake-crio → fake-conmon as three real processes on real sockets."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cristack.pb.runtime.v1 import api_pb2 as pb
+from cristack.pb.runtime.v1 import api_pb2_grpc as pbgrpc
+
+POD = """apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default}}
+spec:
+  restartPolicy: {policy}
+  terminationGracePeriodSeconds: 2
+  containers:
+    - name: main
+      image: {image}
+      imagePullPolicy: IfNotPresent
+      command: {command}
+"""
+
+
+def manifest(stack, name: str, *, policy: str = "Always", image: str = "busybox",
+             command: str = '["sleep", "60"]') -> Path:
+    path = stack.manifests / f"{name}.yaml"
+    path.write_text(POD.format(name=name, policy=policy, image=image, command=command))
+    return path
+
+
+def wait_for(what: str, fn, timeout: float = 15.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+def runtime(stack) -> pbgrpc.RuntimeServiceStub:
+    return pbgrpc.RuntimeServiceStub(grpc.insecure_channel(stack.crio_endpoint))
+
+
+def sandboxes(stack, name: str) -> list[pb.PodSandbox]:
+    return [s for s in runtime(stack).ListPodSandbox(pb.ListPodSandboxRequest()).items if s.metadata.name == name]
+
+
+def containers(stack, pod: str) -> list[pb.Container]:
+    req = pb.ListContainersRequest(filter=pb.ContainerFilter(label_selector={"io.kubernetes.pod.name": pod}))
+    return list(runtime(stack).ListContainers(req).containers)
+
+
+def pods_api(stack) -> dict[str, dict]:
+    port = stack.opts.kubelet_config["readOnlyPort"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/pods", timeout=5) as resp:
+        items = json.load(resp)["items"]
+    return {p["metadata"]["name"]: p for p in items}
+
+
+def pod_status(stack, name: str) -> dict:
+    try:
+        return pods_api(stack).get(name, {}).get("status", {})
+    except OSError:
+        return {}
+
+
+def calls(path: Path, op: str | None = None) -> list[str]:
+    if not path.exists():
+        return []
+    rows = [line.split() for line in path.read_text().splitlines()]
+    return [m for o, m in rows if op is None or o == op]
+
+
+START_ORDER = ["RunPodSandbox", "PodSandboxStatus", "ImageStatus", "PullImage", "ImageStatus",
+               "CreateContainer", "StartContainer"]
+
+
+def test_cri_call_order_matches_the_real_kubelet(make_stack):
+    stack = make_stack()
+    manifest(stack, "order")
+    stack.start_runtime()
+    stack.start_kubelet()
+    wait_for("container running", lambda: [c for c in containers(stack, "order") if c.state == pb.CONTAINER_RUNNING])
+    # The first syncPod: the kubelet's start order, with a pull because the image is absent.
+    assert calls(stack.kubelet_calls, "syncPod")[:7] == START_ORDER
+    # PLEG: a relist, then the filtered calls for the pod that changed.
+    def pod_refresh():
+        pleg = calls(stack.kubelet_calls, "pleg")
+        return [k for k in range(2, len(pleg) - 3)
+                if pleg[k:k + 4] == ["ListPodSandbox", "PodSandboxStatus", "ListContainers", "ContainerStatus"]]
+
+    wait_for("PLEG to refresh the pod", pod_refresh)
+    pleg = calls(stack.kubelet_calls, "pleg")
+    assert pleg[:2] == ["ListPodSandbox", "ListContainers"]
+    i = pod_refresh()[0]
+    assert pleg[i - 2:i] == ["ListPodSandbox", "ListContainers"], "the filtered calls follow a relist"
+    # fake-crio received the start sequence in that order.
+    received = calls_plain(stack.crio_calls)
+    assert subsequence(START_ORDER, received)
+
+    (stack.manifests / "order.yaml").unlink()
+    wait_for("sandbox removed", lambda: not sandboxes(stack, "order"))
+    assert calls(stack.kubelet_calls, "syncTerminatingPod")[-2:] == ["StopContainer", "StopPodSandbox"]
+    assert calls(stack.kubelet_calls, "syncTerminatedPod")[-2:] == ["ContainerStatus", "RemoveContainer"]
+    assert calls(stack.kubelet_calls, "gc")[-2:] == ["StopPodSandbox", "RemovePodSandbox"]
+
+
+def calls_plain(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def subsequence(wanted: list[str], seen: list[str]) -> bool:
+    it = iter(seen)
+    return all(any(s == w for s in it) for w in wanted)
+
+
+@pytest.mark.parametrize("policy, command, phase, restarts", [
+    ("Never", '["sh", "-c", "exit 1"]', "Failed", False),
+    ("OnFailure", '["sh", "-c", "exit 0"]', "Succeeded", False),
+    ("OnFailure", '["sh", "-c", "exit 1"]', None, True),
+    ("Always", '["sh", "-c", "exit 0"]', None, True),
+])
+def test_restart_policies(make_stack, policy, command, phase, restarts):
+    stack = make_stack()
+    manifest(stack, "rp", policy=policy, command=command)
+    stack.start_runtime()
+    stack.start_kubelet()
+    if phase is not None:
+        status = wait_for(f"phase {phase}", lambda: pod_status(stack, "rp").get("phase") == phase and
+                          pod_status(stack, "rp"))
+        assert status["containerStatuses"][0]["restartCount"] == 0
+        # A pod in a terminal phase is torn down: its sandbox goes away.
+        wait_for("sandbox removed", lambda: not sandboxes(stack, "rp"))
+        time.sleep(0.5)
+        assert pod_status(stack, "rp")["containerStatuses"][0]["restartCount"] == 0
+    else:
+        wait_for("two restarts", lambda: (pod_status(stack, "rp").get("containerStatuses") or [{}])[0]
+                 .get("restartCount", 0) >= 2, timeout=20)
+        # Restarts happen in the same sandbox, with growing back-off in between.
+        assert len(sandboxes(stack, "rp")) == 1
+        wait_for("CrashLoopBackOff", lambda: "CrashLoopBackOff" in json.dumps(pod_status(stack, "rp")), timeout=20,
+                 interval=0.01)
+
+
+def test_image_pull_backoff_then_fixed_manifest(make_stack):
+    stack = make_stack()
+    path = manifest(stack, "img", image="registry.invalid/nope:1.0")
+    stack.start_runtime()
+    stack.start_kubelet()
+    wait_for("ErrImagePull", lambda: "ErrImagePull" in json.dumps(pod_status(stack, "img")), interval=0.01)
+    wait_for("ImagePullBackOff", lambda: "ImagePullBackOff" in json.dumps(pod_status(stack, "img")), interval=0.01)
+    assert "no such host" in json.dumps(pod_status(stack, "img")) or \
+        "Back-off pulling image" in json.dumps(pod_status(stack, "img"))
+    pulls = calls(stack.kubelet_calls, "syncPod").count("PullImage")
+    assert pulls >= 1
+    manifest(stack, "img", image="busybox")  # the fix: an edited manifest is a new pod
+    wait_for("fixed pod running", lambda: [c for c in containers(stack, "img") if c.state == pb.CONTAINER_RUNNING])
+    wait_for("old sandbox gone", lambda: len(sandboxes(stack, "img")) == 1)
+    assert path.exists()
+
+
+def test_manifest_add_edit_remove(make_stack):
+    stack = make_stack()
+    stack.start_runtime()
+    stack.start_kubelet()
+    manifest(stack, "live")
+    first = wait_for("sandbox", lambda: sandboxes(stack, "live"))
+    manifest(stack, "live", command='["sleep", "61"]')  # edit: restart as a new pod
+    second = wait_for("new sandbox only", lambda: [s for s in sandboxes(stack, "live") if s.id != first[0].id]
+                      if len(sandboxes(stack, "live")) == 1 else None)
+    assert second[0].metadata.uid != first[0].metadata.uid
+    (stack.manifests / "live.yaml").write_text("kind: Pod\nmetadata: {name: broken}\n")  # malformed: pod goes away
+    wait_for("removed", lambda: not sandboxes(stack, "live"))
+    log = stack.kubelet.log_text()
+    assert "live.yaml" in log and "spec: required" in log
+    assert stack.kubelet.popen.poll() is None, "a bad manifest does not stop the kubelet"
+
+
+def test_runonce_exit_codes(make_stack):
+    ok = make_stack()
+    manifest(ok, "fine", policy="Never", command='["echo", "hi"]')
+    ok.start_runtime()
+    assert ok.start_kubelet(runonce=True).popen.wait(30) == 0
+    assert not sandboxes(ok, "fine"), "runonce tears the pod down"
+
+    bad = make_stack()
+    manifest(bad, "broken", policy="Never", command='["sh", "-c", "exit 7"]')
+    bad.start_runtime()
+    kubelet = bad.start_kubelet(runonce=True)
+    assert kubelet.popen.wait(30) == 1
+    assert "pod default/broken failed" in kubelet.log_text() and "exit code 7" in kubelet.log_text()
+
+
+def test_crio_restart_while_kubelet_runs(make_stack):
+    stack = make_stack()
+    manifest(stack, "steady")
+    stack.start_runtime()
+    stack.start_kubelet()
+    ctr = wait_for("running", lambda: [c for c in containers(stack, "steady") if c.state == pb.CONTAINER_RUNNING])
+    stack.crio.kill()
+    time.sleep(0.5)
+    from cristack.endpoints import parse_endpoint
+    from cristack.procs import start
+
+    stack.crio = start("fake-crio", stack.crio_args(), stack.base / "crio.log",
+                       endpoint=parse_endpoint(str(stack.crio_socket)))
+    time.sleep(1.0)  # several relists against the new fake-crio
+    assert len(sandboxes(stack, "steady")) == 1, "no duplicate sandbox"
+    now = [c for c in containers(stack, "steady") if c.state == pb.CONTAINER_RUNNING]
+    assert [c.id for c in now] == [ctr[0].id], "the monitor kept the container; the kubelet adopted it"
+    assert stack.kubelet.popen.poll() is None
+
+
+def test_kubelet_restart_adopts_running_pods(make_stack):
+    stack = make_stack()
+    manifest(stack, "adopt")
+    stack.start_runtime()
+    stack.start_kubelet()
+    ctr = wait_for("running", lambda: [c for c in containers(stack, "adopt") if c.state == pb.CONTAINER_RUNNING])
+    took = stack.kubelet.stop()
+    assert took < 2
+    stack.start_kubelet()
+    wait_for("kubelet serving", lambda: pod_status(stack, "adopt").get("phase") == "Running")
+    assert len(sandboxes(stack, "adopt")) == 1
+    assert [c.id for c in containers(stack, "adopt")] == [ctr[0].id]
+
+
+def test_healthz(make_stack):
+    stack = make_stack()
+    stack.start_runtime()
+    stack.start_kubelet()
+    port = stack.opts.kubelet_config["readOnlyPort"]
+
+    def healthz():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                return resp.read()
+        except OSError:
+            return None
+
+    assert wait_for("healthz", healthz) == b"ok"

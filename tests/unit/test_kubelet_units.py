@@ -1,0 +1,152 @@
+"""Manifests, back-off arithmetic, restart decisions, KubeletConfiguration parsing."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cristack.durations import parse_duration
+from cristack.errors import ConfigError
+from cristack.procs import component_argv
+from fake_kubelet import config
+from fake_kubelet.backoff import Backoff, should_restart
+from fake_kubelet.manifests import ManifestError, parse_pod, scan
+
+POD = b"""
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: prod, labels: {app: web}}
+spec:
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 3
+  initContainers:
+    - {name: init, image: busybox:1.36, command: [echo, init]}
+  containers:
+    - name: main
+      image: nginx
+      args: ["-g", "daemon off;"]
+      env: [{name: A, value: "1"}]
+      workingDir: /srv
+"""
+
+
+def test_parse_pod() -> None:
+    pod = parse_pod(POD, "web.yaml")
+    assert (pod.name, pod.namespace, pod.restart_policy) == ("web", "prod", "OnFailure")
+    assert pod.termination_grace_period == 3
+    assert [c.name for c in pod.init_containers] == ["init"]
+    main = pod.containers[0]
+    assert (main.image_pull_policy, main.args, main.env, main.working_dir) == \
+        ("Always", ("-g", "daemon off;"), (("A", "1"),), "/srv")
+    assert pod.init_containers[0].image_pull_policy == "IfNotPresent"  # tagged, not :latest
+
+
+def test_derived_uid_is_stable_and_changes_with_content() -> None:
+    a = parse_pod(POD, "web.yaml").uid
+    assert a == parse_pod(POD, "web.yaml").uid
+    assert a != parse_pod(POD.replace(b"prod", b"dev"), "web.yaml").uid
+    assert parse_pod(POD.replace(b"namespace: prod", b"namespace: prod, uid: fixed"), "web.yaml").uid == "fixed"
+
+
+@pytest.mark.parametrize("text, field", [
+    (b"kind: Deployment\n", "kind"),
+    (b"kind: Pod\nmetadata: {}\nspec: {containers: [{name: a, image: b}]}\n", "metadata.name"),
+    (b"kind: Pod\nmetadata: {name: x}\nspec: {containers: []}\n", "spec.containers"),
+    (b"kind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: a}]}\n", "spec.containers[0].image"),
+    (b"kind: Pod\nmetadata: {name: x}\nspec: {restartPolicy: Sometimes, containers: [{name: a, image: b}]}\n",
+     "spec.restartPolicy"),
+    (b"kind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: a, image: b, imagePullPolicy: Maybe}]}\n",
+     "imagePullPolicy"),
+    (b"kind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: a, image: b}, {name: a, image: c}]}\n",
+     "duplicate"),
+    (b"kind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: a, image: b, command: echo}]}\n",
+     "command"),
+    (b"{{{", "invalid YAML"),
+])
+def test_bad_manifests_name_file_and_field(text: bytes, field: str) -> None:
+    with pytest.raises(ManifestError) as err:
+        parse_pod(text, "bad.yaml")
+    assert str(err.value).startswith("bad.yaml: ") and field in str(err.value)
+
+
+def test_scan_skips_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_bytes(POD)
+    (tmp_path / "bad.yaml").write_text("kind: Pod\n")
+    (tmp_path / ".hidden.yaml").write_text("garbage")
+    (tmp_path / "notes.txt").write_text("garbage")
+    pods, errors = scan(tmp_path, "node")
+    assert [p.name for p in pods.values()] == ["web"]
+    assert len(errors) == 1 and "bad.yaml" in errors[0]
+
+
+def test_backoff_doubles_to_the_ceiling_and_resets() -> None:
+    now = [0.0]
+    b = Backoff(10, 300, clock=lambda: now[0])
+    assert b.in_backoff("k") == 0
+    delays = []
+    for _ in range(7):
+        delays.append(b.next("k"))
+        now[0] += 1
+    assert delays == [10, 20, 40, 80, 160, 300, 300]
+    assert b.in_backoff("k") == pytest.approx(299)
+    now[0] += 601  # twice the ceiling without a failure: forgotten
+    assert b.next("k") == 10
+    b.reset("k")
+    assert b.in_backoff("k") == 0
+
+
+@pytest.mark.parametrize("policy, code, restart", [
+    ("Always", 0, True), ("Always", 1, True), ("OnFailure", 0, False), ("OnFailure", 2, True),
+    ("Never", 0, False), ("Never", 1, False),
+])
+def test_restart_decisions(policy: str, code: int, restart: bool) -> None:
+    assert should_restart(policy, code) is restart
+
+
+def test_durations() -> None:
+    assert parse_duration("1m30s") == 90 and parse_duration("200ms") == 0.2 and parse_duration("2") == 2
+    with pytest.raises(ValueError):
+        parse_duration("soon")
+
+
+def test_kubelet_config(tmp_path: Path) -> None:
+    path = tmp_path / "k.yaml"
+    path.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                    "staticPodPath: manifests\ncontainerRuntimeEndpoint: unix:///x/crio.sock\n"
+                    "tracing: {endpoint: 'collector:4317'}\nfeatureGates: {KubeletTracing: true}\nmysteryKey: 1\n")
+    cfg = config.load(["--config", str(path)])
+    assert cfg.static_pod_path == tmp_path / "manifests"
+    assert cfg.runtime_endpoint.grpc_target == "unix:///x/crio.sock"
+    assert cfg.tracing.enabled and cfg.tracing.endpoint == "collector:4317"
+    assert cfg.tracing.sampling_rate_per_million is None
+    cfg = config.load(["--config", str(path), "--container-runtime-endpoint", "/y.sock", "--pod-manifest-path", "/p"])
+    assert cfg.runtime_endpoint.grpc_target == "unix:///y.sock" and cfg.static_pod_path == Path("/p")
+    assert not config.load([]).tracing.enabled
+
+
+@pytest.mark.parametrize("body, key", [
+    ("kind: Deployment\n", "kind"),
+    ("staticPodPath: 3\n", "staticPodPath"),
+    ("featureGates: {KubeletTracing: 'yes'}\n", "featureGates.KubeletTracing"),
+    ("tracing: {samplingRatePerMillion: -1}\n", "tracing.samplingRatePerMillion"),
+    ("tracing: {endpoint: 'ftp://x'}\n", "tracing.endpoint"),
+    ("fileCheckFrequency: soon\n", "fileCheckFrequency"),
+    ("readOnlyPort: 70000\n", "readOnlyPort"),
+])
+def test_kubelet_config_errors(tmp_path: Path, body: str, key: str) -> None:
+    path = tmp_path / "k.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        config.load(["--config", str(path)])
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_kubelet_bad_config_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "k.yaml"
+    path.write_text("staticPodPath: [1]\n")
+    proc = subprocess.run(component_argv("fake-kubelet", "--config", str(path)), capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2
+    assert f"{path}: staticPodPath: expected str" in proc.stderr and "Traceback" not in proc.stderr
