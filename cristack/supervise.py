@@ -16,9 +16,10 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cristack.applets import HOLD_FD_ENV, PARENT_ENV, child_argv, resolve
 from cristack.crilog import CriLogWriter
@@ -56,18 +57,19 @@ class ExecResult:
     timed_out: bool = False
 
 
-@dataclass
 class Hooks:
-    """Callbacks the tracing layer uses to wrap the supervision steps in spans.
+    """Where the tracing layer sees the supervision steps. The defaults do nothing.
 
-    Each ``*_step`` receives the coroutine of that step and must await it; the default
-    simply awaits. ``on_read`` is told of each chunk read (stream name, byte count).
+    ``span(name, **fields)`` opens a span around a step (``read_loop``, ``watch``,
+    ``wait_for_exit_code``, ``write_exit_path``); ``event(message, **fields)`` records what
+    happened inside it (bytes read, the exit code), as conmon-rs's debug events do.
     """
 
-    read_loop: Callable[[Awaitable[None]], Awaitable[None]] | None = None
-    wait_for_exit_code: Callable[[Awaitable[ExitStatus]], Awaitable[ExitStatus]] | None = None
-    on_read: Callable[[str, int], None] | None = None
-    on_exit: Callable[[ExitStatus], None] | None = None
+    def span(self, name: str, **fields: Any) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def event(self, message: str, level: str = "DEBUG", **fields: Any) -> None:
+        return None
 
 
 def container_env(env: Mapping[str, str], *, hostname: str = "", cwd: str = "/") -> dict[str, str]:
@@ -181,33 +183,37 @@ class ContainerProcess:
             self._log.reopen()
 
     async def _supervise(self) -> None:
-        read = self._read_loop()
-        reader = asyncio.create_task(self.hooks.read_loop(read) if self.hooks.read_loop else read)
-        wait = self._wait_for_exit_code(reader)
-        status = await (self.hooks.wait_for_exit_code(wait) if self.hooks.wait_for_exit_code else wait)
-        self._write_exit_paths(status)
-        if self.hooks.on_exit is not None:
-            self.hooks.on_exit(status)
+        hooks = self.hooks
+        reader = asyncio.create_task(self._read_loop())
+        with hooks.span("watch", pid=self.pid):
+            with hooks.span("wait_for_exit_code"):
+                hooks.event("Waiting for exit code")
+                status = await self._wait_for_exit_code(reader)
+                hooks.event(f"Exited {status.code}", exit_code=status.code)
+            self._write_exit_paths(status)
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(status)
 
     async def _read_loop(self) -> None:
         assert self._proc is not None and self._proc.stdout and self._proc.stderr
+        hooks = self.hooks
 
         async def pump(stream: asyncio.StreamReader, name: str) -> None:
             while chunk := await stream.read(READ_CHUNK):
-                if self.hooks.on_read is not None:
-                    self.hooks.on_read(name, len(chunk))
+                hooks.event(f"Read {len(chunk)} bytes", "TRACE", stream=name, bytes=len(chunk))
                 if self._log is not None:
                     try:
-                        self._log.write(name, chunk)
+                        written = self._log.write(name, chunk)
+                        hooks.event(f"Wrote {written} bytes to log", "TRACE", stream=name, bytes=written)
                     except OSError as err:
                         log.error("container %s: writing log %s failed: %s", self.id, self.log_path, err)
                         self._log = None
             if self._log is not None:
                 self._log.flush_partial(name)
 
-        await asyncio.gather(pump(self._proc.stdout, "stdout"), pump(self._proc.stderr, "stderr"))
+        with hooks.span("read_loop"):
+            await asyncio.gather(pump(self._proc.stdout, "stdout"), pump(self._proc.stderr, "stderr"))
+            hooks.event("Stopping read loop")
 
     async def _wait_for_exit_code(self, reader: asyncio.Task) -> ExitStatus:
         assert self._proc is not None
@@ -225,10 +231,16 @@ class ContainerProcess:
 
     def _write_exit_paths(self, status: ExitStatus) -> None:
         for path in self.exit_paths:
-            try:
-                write_atomic(path, f"{status.code}".encode())
-            except OSError as err:
-                log.error("container %s: writing exit file %s failed: %s", self.id, path, err)
+            with self.hooks.span("write_exit_path", path=str(path)):
+                self.hooks.event("Creating exit file")
+                self.hooks.event("Writing exit code to file", code=status.code)
+                try:
+                    write_atomic(path, f"{status.code}".encode())
+                except OSError as err:
+                    self.hooks.event(f"Could not write exit paths: {err}", "ERROR")
+                    log.error("container %s: writing exit file %s failed: %s", self.id, path, err)
+                    continue
+                self.hooks.event("Done writing exit file")
 
     async def close(self) -> None:
         """Kills the process if it still runs and waits for supervision to finish."""

@@ -13,7 +13,9 @@ from cristack import logs
 from cristack.endpoints import default_runtime_dir, parse_endpoint
 from cristack.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
 from cristack.serving import serve
+from cristack.telemetry import conmon_telemetry
 from fake_conmon.server import ConmonService
+from fake_conmon.tracing import ConmonTracing
 
 DEFAULT_TRACING_ENDPOINT = "127.0.0.1:4317"
 
@@ -43,9 +45,10 @@ def main(argv: list[str] | None = None) -> None:
         parse_endpoint(args.tracing_endpoint)
     except ValueError as err:
         parser.error(f"{flag}: {err}")  # exits 2 with the usage line
-    logs.setup("fake-conmon", level)
+    logs.setup("fake-conmon", level, span_events="conmon")
+    telemetry = conmon_telemetry(args.enable_tracing, args.tracing_endpoint).install()
     runtime_dir = args.runtime_dir or default_runtime_dir() / "conmon"
-    service = ConmonService(runtime_dir)
+    service = ConmonService(runtime_dir, ConmonTracing(telemetry.provider))
 
     def register(server: grpc.aio.Server) -> None:
         cgrpc.add_ConmonServicer_to_server(service, server)
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ValueError) as err:
         print(f"fake-conmon: {err}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from cristack.errors import AlreadyExists, FailedPrecondition, InvalidArgument, 
 from cristack.pb.conmon.v1 import conmon_pb2 as cpb
 from cristack.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
 from cristack.supervise import ContainerProcess, container_env, exec_sync
+from fake_conmon.tracing import ConmonTracing, SpanHooks
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,10 @@ FORGET_AFTER_S = 120.0
 class ConmonService(cgrpc.ConmonServicer):
     """Supervises the container processes fake-crio hands over."""
 
-    def __init__(self, runtime_dir: Path) -> None:
+    def __init__(self, runtime_dir: Path, tracing: ConmonTracing | None = None) -> None:
         self.runtime_dir = runtime_dir
+        self.tracing = tracing or ConmonTracing()
+        self.hooks = SpanHooks(self.tracing)
         self.instance_id = uuid.uuid4().hex
         self.containers: dict[str, ContainerProcess] = {}
         self.envs: dict[str, dict[str, str]] = {}
@@ -44,12 +47,23 @@ class ConmonService(cgrpc.ConmonServicer):
         return proc
 
     async def Version(self, request, context):
+        log.debug("Got a version request")
+        with self.tracing.root("version", request.metadata):
+            return self._version()
+
+    def _version(self) -> cpb.VersionResponse:
         return cpb.VersionResponse(
             version=__version__, tag=f"v{__version__}", commit="", build_date="",
             target=f"{platform.machine()}-{sys.platform}", python_version=platform.python_version(),
             instance_id=self.instance_id)
 
     async def CreateContainer(self, request, context):
+        with self.tracing.root("create_container", request.metadata, container_id=request.id):
+            log.debug("Got a create container request")
+            with self.tracing.span("promise"):
+                return await self._create(request)
+
+    async def _create(self, request: cpb.CreateContainerRequest) -> cpb.CreateContainerResponse:
         cid = request.id
         if not cid:
             raise InvalidArgument("container id should not be empty")
@@ -67,8 +81,10 @@ class ConmonService(cgrpc.ConmonServicer):
             raise InvalidArgument("exit paths must be absolute")
         env = dict(request.env_vars) or container_env({}, cwd=request.cwd)
         proc = ContainerProcess(cid, list(request.command_args), env, self.runtime_dir / "workdirs" / cid,
-                                log_path, exit_paths=exit_paths)
+                                log_path, exit_paths=exit_paths, hooks=self.hooks)
+        log.debug("Running: %s", list(request.command_args))
         pid = await proc.create()
+        log.debug("Running child on PID: %d", pid)
         self.containers[cid] = proc
         self.envs[cid] = env
         proc.exited.add_done_callback(lambda _f, cid=cid: self._schedule_forget(cid))
@@ -88,6 +104,10 @@ class ConmonService(cgrpc.ConmonServicer):
         task.add_done_callback(self._forget.discard)
 
     async def StartContainer(self, request, context):
+        with self.tracing.root("start_container", request.metadata, container_id=request.id):
+            return await self._start(request)
+
+    async def _start(self, request: cpb.StartContainerRequest) -> cpb.StartContainerResponse:
         proc = self._get(request.id)
         if proc.started_at:
             raise FailedPrecondition(f"container {request.id} was already started")
@@ -96,12 +116,22 @@ class ConmonService(cgrpc.ConmonServicer):
         return cpb.StartContainerResponse(started_at=started)
 
     async def StopContainer(self, request, context):
+        with self.tracing.root("stop_container", request.metadata, container_id=request.id):
+            return await self._stop(request)
+
+    async def _stop(self, request: cpb.StopContainerRequest) -> cpb.StopContainerResponse:
         proc = self._get(request.id)
         status = await proc.stop(max(request.timeout_sec, 0), request.signal or 15)
         log.info("stopped container %s: exit code %d", request.id[:13], status.code)
         return cpb.StopContainerResponse(exit_code=status.code, finished_at=status.finished_at)
 
     async def ExecSyncContainer(self, request, context):
+        with self.tracing.root("exec_sync_container", request.metadata, container_id=request.id):
+            log.debug("Got exec sync container request with timeout %d", request.timeout_sec)
+            with self.tracing.span("promise"):
+                return await self._exec(request)
+
+    async def _exec(self, request: cpb.ExecSyncContainerRequest) -> cpb.ExecSyncContainerResponse:
         proc = self._get(request.id)
         if not request.command:
             raise InvalidArgument("exec needs a command")
@@ -113,10 +143,18 @@ class ConmonService(cgrpc.ConmonServicer):
                                              timed_out=result.timed_out)
 
     async def ReopenLogContainer(self, request, context):
-        self._get(request.id).reopen_log()
-        return cpb.ReopenLogContainerResponse()
+        with self.tracing.root("reopen_log_container", request.metadata, container_id=request.id):
+            log.debug("Got a reopen container log request")
+            with self.tracing.span("promise"):
+                self._get(request.id).reopen_log()
+                return cpb.ReopenLogContainerResponse()
 
     async def CreateNamespaces(self, request, context):
+        log.debug("Got a create namespaces request")
+        with self.tracing.root("create_namespaces", request.metadata, container_id=request.pod_id):
+            return self._namespaces(request)
+
+    def _namespaces(self, request: cpb.CreateNamespacesRequest) -> cpb.CreateNamespacesResponse:
         if not request.pod_id:
             raise InvalidArgument("pod_id should not be empty")
         base = Path(request.base_path) if request.base_path else self.runtime_dir / "ns"

@@ -11,22 +11,28 @@ import grpc
 from cristack import logs
 from cristack.errors import ConfigError, exit_config_error
 from cristack.pb.runtime.v1 import api_pb2_grpc as pbgrpc
+from cristack.rpctrace import OTELGRPC_SCOPE, ServerTracing
 from cristack.serving import serve
+from cristack.telemetry import Telemetry, crio_telemetry
 from fake_crio import config as crio_config
 from fake_crio.calls import RecordCalls
 from fake_crio.server import Crio, ImageService, RuntimeService
+from fake_crio.tracing import CRIO_SCOPE, CrioTracing
 
 log = logging.getLogger("fake_crio")
 
 
-async def run(cfg: crio_config.CrioConfig) -> None:
-    crio = Crio.create(cfg)
+async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry) -> None:
+    crio = Crio.create(cfg, CrioTracing(telemetry.provider))
 
     def register(server: grpc.aio.Server) -> None:
         pbgrpc.add_RuntimeServiceServicer_to_server(RuntimeService(crio), server)
         pbgrpc.add_ImageServiceServicer_to_server(ImageService(crio), server)
 
-    interceptors = [RecordCalls(cfg.record_calls)] if cfg.record_calls else []
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        ServerTracing(telemetry.tracer(OTELGRPC_SCOPE), telemetry.tracer(CRIO_SCOPE))]
+    if cfg.record_calls:
+        interceptors.append(RecordCalls(cfg.record_calls))
     log.info("fake-crio: %d sandboxes, %d containers, %d images in %s; default runtime %s (%s)",
              len(crio.store.sandboxes), len(crio.store.containers), len(crio.images.images), cfg.root,
              cfg.default_runtime, cfg.runtimes[cfg.default_runtime].runtime_type)
@@ -45,12 +51,16 @@ def main(argv: list[str] | None = None) -> None:
         cfg = crio_config.load(argv)
     except ConfigError as err:
         exit_config_error("fake-crio", err)
-    logs.setup("fake-crio", cfg.log_level)
+    logs.setup("fake-crio", cfg.log_level, span_events="crio")
+    t = cfg.tracing
+    telemetry = crio_telemetry(t.enable_tracing, t.tracing_endpoint, t.tracing_sampling_rate_per_million).install()
     try:
-        asyncio.run(run(cfg))
+        asyncio.run(run(cfg, telemetry))
     except (OSError, ValueError) as err:
         print(f"fake-crio: {err}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from pathlib import Path
 from typing import Protocol
@@ -22,12 +23,14 @@ from cristack.pb.conmon.v1 import conmon_pb2 as cpb
 from cristack.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
 from cristack.supervise import ContainerProcess, ExecResult, container_env, exec_sync
 from fake_crio.state import ContainerRecord, SandboxRecord
+from fake_crio.tracing import CrioTracing
 
 log = logging.getLogger(__name__)
 
 MONITOR_CALL_TIMEOUT_S = 10.0
 MONITOR_HEALTH_TTL_S = 0.5
 RECONNECT_WAIT_S = 2.0
+UNSAMPLED_TRACEPARENT = "00-" + secrets.token_hex(16) + "-" + secrets.token_hex(8) + "-00"
 # Reconnect quickly when a restarted monitor comes back; calls fail fast while it is down.
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 50),
@@ -121,19 +124,23 @@ class PodRuntime:
 
     runtime_type = "pod"
 
-    def __init__(self, name: str, endpoint: str) -> None:
+    def __init__(self, name: str, endpoint: str, tracing: CrioTracing | None = None) -> None:
         self.name = name
+        self.tracing = tracing or CrioTracing()
         self.endpoint = parse_endpoint(endpoint)
         self.channel = grpc.aio.insecure_channel(self.endpoint.grpc_target, options=CHANNEL_OPTIONS)
         self.stub = cgrpc.ConmonStub(self.channel)
         self._instance = ""
         self._checked_at = 0.0
 
-    def metadata(self) -> dict[str, str]:
-        """The request metadata map; carries the trace context once tracing is on."""
-        return {}
-
     async def _call(self, what: str, fn, request):  # noqa: ANN001 - any stub method
+        """Calls the monitor in a ``conmonrs-client: <what>`` span; like conmon-rs's client, the
+        trace context travels in the request's metadata map."""
+        with self.tracing.client(what) as metadata:
+            request.metadata.update(metadata)
+            return await self._send(what, fn, request)
+
+    async def _send(self, what: str, fn, request):  # noqa: ANN001 - any stub method
         try:
             try:
                 return await fn(request, timeout=MONITOR_CALL_TIMEOUT_S)
@@ -155,7 +162,10 @@ class PodRuntime:
         now = time.monotonic()
         if now - self._checked_at > MONITOR_HEALTH_TTL_S:
             try:
-                resp = await self.stub.Version(cpb.VersionRequest(metadata=self.metadata()), timeout=2.0)
+                # A liveness probe, not work: an explicitly unsampled parent keeps conmon-rs's
+                # ParentBased(AlwaysOn) sampler from recording a root span for every probe.
+                probe = cpb.VersionRequest(metadata={"traceparent": UNSAMPLED_TRACEPARENT})
+                resp = await self.stub.Version(probe, timeout=2.0)
                 self._instance = resp.instance_id
             except grpc.aio.AioRpcError:
                 self._instance = ""
@@ -164,7 +174,7 @@ class PodRuntime:
 
     async def create_sandbox(self, sb: SandboxRecord) -> None:
         req = cpb.CreateNamespacesRequest(
-            metadata=self.metadata(), pod_id=sb.id,
+            pod_id=sb.id,
             namespaces=[cpb.CreateNamespacesRequest.IPC, cpb.CreateNamespacesRequest.UTS,
                         cpb.CreateNamespacesRequest.NET])
         await self._call("CreateNamespaces", self.stub.CreateNamespaces, req)
@@ -173,29 +183,32 @@ class PodRuntime:
         drivers = [cpb.LogDriver(type=cpb.LogDriver.CONTAINER_RUNTIME_INTERFACE, path=c.log_path)] if c.log_path else []
         req = cpb.CreateContainerRequest(
             id=c.id, bundle_path="", exit_paths=[str(exit_path)], log_drivers=drivers,
-            command_args=c.argv, env_vars=_env(c, sb), cwd=c.working_dir, metadata=self.metadata())
+            command_args=c.argv, env_vars=_env(c, sb), cwd=c.working_dir)
+        # CRI-O asks conmon-rs for its version before creating a container with it.
+        version = await self._call("Version", self.stub.Version, cpb.VersionRequest())
+        log.debug("Using conmonrs version: %s, tag: %s, commit: %s, build: %s, target: %s, %s", version.version,
+                  version.tag, version.commit, version.build_date, version.target, version.python_version)
         resp = await self._call("CreateContainer", self.stub.CreateContainer, req)
         self._checked_at = 0.0
         c.monitor_instance = await self.instance()
         return resp.container_pid
 
     async def start_container(self, c: ContainerRecord) -> int:
-        req = cpb.StartContainerRequest(id=c.id, metadata=self.metadata())
+        req = cpb.StartContainerRequest(id=c.id)
         resp = await self._call("StartContainer", self.stub.StartContainer, req)
         return resp.started_at
 
     async def stop_container(self, c: ContainerRecord, timeout: int) -> None:
-        req = cpb.StopContainerRequest(id=c.id, timeout_sec=timeout, metadata=self.metadata())
+        req = cpb.StopContainerRequest(id=c.id, timeout_sec=timeout)
         await self._call("StopContainer", self.stub.StopContainer, req)
 
     async def exec_sync(self, c: ContainerRecord, argv: list[str], timeout: int) -> ExecResult:
-        req = cpb.ExecSyncContainerRequest(id=c.id, timeout_sec=max(timeout, 0), command=argv,
-                                           metadata=self.metadata())
+        req = cpb.ExecSyncContainerRequest(id=c.id, timeout_sec=max(timeout, 0), command=argv)
         resp = await self._call("ExecSyncContainer", self.stub.ExecSyncContainer, req)
         return ExecResult(resp.exit_code, resp.stdout, resp.stderr, resp.timed_out)
 
     async def reopen_log(self, c: ContainerRecord) -> None:
-        req = cpb.ReopenLogContainerRequest(id=c.id, metadata=self.metadata())
+        req = cpb.ReopenLogContainerRequest(id=c.id)
         await self._call("ReopenLogContainer", self.stub.ReopenLogContainer, req)
 
     async def remove_container(self, c: ContainerRecord) -> None:

@@ -34,6 +34,7 @@ from fake_crio.state import (
     Store,
     new_id,
 )
+from fake_crio.tracing import CrioTracing, step_span
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +56,19 @@ class Crio:
     store: Store
     images: ImageStore
     runtimes: dict[str, Runtime]
+    tracing: CrioTracing
 
     @classmethod
-    def create(cls, config: CrioConfig) -> Crio:
+    def create(cls, config: CrioConfig, tracing: CrioTracing | None = None) -> Crio:
+        tracing = tracing or CrioTracing()
         store = Store(config.root, config.runroot)
         runtimes: dict[str, Runtime] = {}
         for name, handler in config.runtimes.items():
             if handler.runtime_type == "pod":
-                runtimes[name] = PodRuntime(name, handler.monitor_endpoint)
+                runtimes[name] = PodRuntime(name, handler.monitor_endpoint, tracing)
             else:
                 runtimes[name] = OciRuntime(name, store.work_dir)
-        return cls(config, store, ImageStore(config.root), runtimes)
+        return cls(config, store, ImageStore(config.root), runtimes, tracing)
 
     def runtime(self, handler: str) -> Runtime:
         name = handler or self.config.default_runtime
@@ -167,6 +170,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
     def __init__(self, crio: Crio) -> None:
         self.crio = crio
         self.store = crio.store
+        self.step = crio.tracing.step
 
     async def Version(self, request, context):
         return pb.VersionResponse(version="0.1.0", runtime_name=RUNTIME_NAME,
@@ -198,6 +202,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
 
     # -- sandboxes
 
+    @step_span("runPodSandbox")
     async def RunPodSandbox(self, request, context):
         cfg = request.config
         md = cfg.metadata
@@ -207,6 +212,8 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         rt = self.crio.runtime(request.runtime_handler)
         self.store.check_new_sandbox((md.name, md.namespace, md.uid, md.attempt))
         log.info("Running pod sandbox: %s/%s/POD", md.namespace, md.name)
+        with self.step("getSandboxIDMappings"):
+            pass  # no user namespaces in a mock; the step stays visible in the waterfall
         log_dir = self.crio.pod_log_dir(cfg.log_directory)
         sb = SandboxRecord(
             id=new_id(), name=md.name, uid=md.uid, namespace=md.namespace, attempt=md.attempt,
@@ -220,6 +227,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         log.info("Ran pod sandbox %s with infra container: %s/%s/POD", sb.id, md.namespace, md.name)
         return pb.RunPodSandboxResponse(pod_sandbox_id=sb.id)
 
+    @step_span("StopPodSandbox")
     async def StopPodSandbox(self, request, context):
         try:
             sb = self.store.sandbox(request.pod_sandbox_id)
@@ -227,27 +235,33 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
             # Stopping is idempotent: a sandbox that is gone is stopped.
             log.info("Stopping pod sandbox: %s (not found; nothing to do)", request.pod_sandbox_id)
             return pb.StopPodSandboxResponse()
-        log.info("Stopping pod sandbox: %s", sb.id)
-        await asyncio.gather(*(self._stop(c, 0) for c in self.store.containers_of(sb.id)))
-        if sb.state != SANDBOX_NOTREADY:
+        log.info("Stopping pod sandbox: %s", request.pod_sandbox_id)
+        with self.step("stopPodSandbox"):
+            if sb.state == SANDBOX_NOTREADY:
+                log.info("Stopped pod sandbox (already stopped): %s", sb.id)
+                return pb.StopPodSandboxResponse()
+            await asyncio.gather(*(self._stop(c, 0) for c in self.store.containers_of(sb.id)))
             sb.state = SANDBOX_NOTREADY
             self.store.save_sandbox(sb)
         log.info("Stopped pod sandbox: %s", sb.id)
         return pb.StopPodSandboxResponse()
 
+    @step_span("RemovePodSandbox")
     async def RemovePodSandbox(self, request, context):
         try:
             sb = self.store.sandbox(request.pod_sandbox_id)
         except NotFound:
             log.info("Removing pod sandbox: %s (not found; nothing to do)", request.pod_sandbox_id)
             return pb.RemovePodSandboxResponse()
-        log.info("Removing pod sandbox: %s", sb.id)
-        for c in self.store.containers_of(sb.id):
-            await self._remove(c)
-        self.store.delete_sandbox(sb.id)
+        log.info("Removing pod sandbox: %s", request.pod_sandbox_id)
+        with self.step("removePodSandbox"):
+            for c in self.store.containers_of(sb.id):
+                await self._remove(c)
+            self.store.delete_sandbox(sb.id)
         log.info("Removed pod sandbox: %s", sb.id)
         return pb.RemovePodSandboxResponse()
 
+    @step_span("PodSandboxStatus")
     async def PodSandboxStatus(self, request, context):
         sb = self.store.sandbox(request.pod_sandbox_id)
         status = pb.PodSandboxStatus(
@@ -265,14 +279,20 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
             })
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
 
+    @step_span("ListPodSandbox")
     async def ListPodSandbox(self, request, context):
-        f = request.filter if request.HasField("filter") else None
-        items = [sandbox_message(sb) for sb in self.store.sandboxes.values() if filters.sandbox_matches(sb, f)]
+        if request.HasField("filter"):
+            with self.step("filterSandboxList"):
+                items = [sandbox_message(sb) for sb in self.store.sandboxes.values()
+                         if filters.sandbox_matches(sb, request.filter)]
+        else:
+            items = [sandbox_message(sb) for sb in self.store.sandboxes.values()]
         items.sort(key=lambda s: s.created_at, reverse=True)
         return pb.ListPodSandboxResponse(items=items)
 
     # -- containers
 
+    @step_span("createSandboxContainer")
     async def CreateContainer(self, request, context):
         sb = self.store.sandbox(request.pod_sandbox_id)
         cfg = request.config
@@ -292,6 +312,8 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         except ValueError as err:
             raise InvalidArgument(f"no command to run: {err}") from None
         log.info("Creating container: %s/%s/%s", sb.namespace, sb.name, cfg.metadata.name)
+        with self.step("setupContainerUser"):
+            pass  # the image's user applies as is
         log_path = ""
         if cfg.log_path:
             if not sb.log_directory:
@@ -316,20 +338,25 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         log.info("Created container %s: %s/%s/%s", c.id, sb.namespace, sb.name, c.name)
         return pb.CreateContainerResponse(container_id=c.id)
 
+    @step_span("StartContainer")
     async def StartContainer(self, request, context):
         c = self.store.container(request.container_id)
         if c.state != CREATED:
             raise FailedPrecondition(f"container {c.id[:13]} is not in created state: "
                                      f"{pb.ContainerState.Name(c.state)}")
-        log.info("Starting container: %s", c.id)
+        log.info("Starting container: %s", request.container_id)
         c.started_at = await self.crio.runtime(c.runtime_handler).start_container(c)
         c.state = RUNNING
         self.store.save_container(c)
-        sb = self.store.sandboxes.get(c.sandbox_id)
-        log.info("Started container %s: %s/%s/%s", c.id, sb.namespace if sb else "", sb.name if sb else "", c.name)
+        log.info("Started container", extra={"fields": {
+            "description": self._describe(c), "containerID": c.id, "sandboxID": c.sandbox_id, "PID": c.pid}})
         return pb.StartContainerResponse()
 
     async def _stop(self, c: ContainerRecord, timeout: int) -> None:
+        with self.step("stopContainer"):
+            await self._stop_container(c, timeout)
+
+    async def _stop_container(self, c: ContainerRecord, timeout: int) -> None:
         await self.crio.refresh(c)
         if c.state == EXITED:
             return
@@ -343,38 +370,53 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
                 c.exit_code, c.reason = 137, "Error"
             self.store.save_container(c)
 
+    @step_span("StopContainer")
     async def StopContainer(self, request, context):
         c = self.store.container(request.container_id)
-        log.info("Stopping container: %s (timeout: %ds)", c.id, request.timeout)
+        log.info("Stopping container: %s (timeout: %ds)", request.container_id, request.timeout)
         await self._stop(c, request.timeout)
-        log.info("Stopped container %s", c.id)
+        log.info("Stopped container %s: %s", c.id, self._describe(c))
         return pb.StopContainerResponse()
 
     async def _remove(self, c: ContainerRecord) -> None:
-        await self._stop(c, 0)
-        rt = self.crio.runtimes.get(c.runtime_handler)
-        if rt is not None:
-            await rt.remove_container(c)
-        self.store.delete_container(c.id)
+        with self.step("removeContainerInPod"):
+            await self._stop(c, 0)
+            rt = self.crio.runtimes.get(c.runtime_handler)
+            if rt is not None:
+                await rt.remove_container(c)
+            self.store.delete_container(c.id)
 
+    def _describe(self, c: ContainerRecord) -> str:
+        """CRI-O's container description: namespace/pod/container."""
+        sb = self.store.sandboxes.get(c.sandbox_id)
+        return f"{sb.namespace}/{sb.name}/{c.name}" if sb else c.name
+
+    @step_span("RemoveContainer")
     async def RemoveContainer(self, request, context):
         try:
             c = self.store.container(request.container_id)
         except NotFound:
             log.info("Removing container: %s (not found; nothing to do)", request.container_id)
             return pb.RemoveContainerResponse()
-        log.info("Removing container: %s", c.id)
+        log.info("Removing container: %s", request.container_id)
         await self._remove(c)
-        log.info("Removed container %s", c.id)
+        log.info("Removed container %s: %s", c.id, self._describe(c))
         return pb.RemoveContainerResponse()
 
+    @step_span("ListContainers")
     async def ListContainers(self, request, context):
         await self.crio.refresh_all()
-        f = request.filter if request.HasField("filter") else None
-        items = [container_message(c) for c in self.store.containers.values() if filters.container_matches(c, f)]
+        if request.HasField("filter"):
+            with self.step("filterContainerList"):
+                items = [container_message(c) for c in self.store.containers.values()
+                         if filters.container_matches(c, request.filter)]
+        else:
+            log.debug("No filters were applied, returning full container list")
+            items = [container_message(c) for c in self.store.containers.values()]
         items.sort(key=lambda c: c.created_at, reverse=True)
         return pb.ListContainersResponse(containers=items)
 
+    @step_span("ContainerStatus")
     async def ContainerStatus(self, request, context):
         c = await self.crio.refresh(self.store.container(request.container_id))
         status = pb.ContainerStatus(
@@ -404,6 +446,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
             self.store.save_container(c)
         return pb.UpdateContainerResourcesResponse()
 
+    @step_span("ExecSync")
     async def ExecSync(self, request, context):
         c = await self.crio.refresh(self.store.container(request.container_id))
         if not request.cmd:
@@ -465,6 +508,7 @@ class ImageService(pbgrpc.ImageServiceServicer):
     def __init__(self, crio: Crio) -> None:
         self.crio = crio
         self.images = crio.images
+        self.step = crio.tracing.step
 
     async def ListImages(self, request, context):
         wanted = request.filter.image.image if request.HasField("filter") else ""
@@ -472,6 +516,7 @@ class ImageService(pbgrpc.ImageServiceServicer):
         items = [image_message(i) for i in self.images.images.values() if not wanted or i is found]
         return pb.ListImagesResponse(images=items)
 
+    @step_span("ImageStatus")
     async def ImageStatus(self, request, context):
         ref = request.image.image
         if not ref:
@@ -479,7 +524,7 @@ class ImageService(pbgrpc.ImageServiceServicer):
         log.info("Checking image status: %s", ref)
         stored = self.images.find(ref)
         if stored is None:
-            log.info("Image %s not found", ref)
+            log.info("Neither image nor artfiact %s found", ref)  # sic: CRI-O's wording
             return pb.ImageStatusResponse()
         info = {}
         if request.verbose:
@@ -489,6 +534,7 @@ class ImageService(pbgrpc.ImageServiceServicer):
                 "layers": cat.layer_sizes()})
         return pb.ImageStatusResponse(image=image_message(stored), info=info)
 
+    @step_span("PullImage")
     async def PullImage(self, request, context):
         ref = request.image.image
         if not ref:
@@ -496,13 +542,17 @@ class ImageService(pbgrpc.ImageServiceServicer):
         try:
             img, parsed = lookup(ref)
         except ImageNotFound as err:
-            log.error("Pulling image %s failed: %s", ref, err)
-            raise NotFound(f"initializing source docker://{ref}: {err}") from None
-        log.info("Pulling image: %s", parsed)
-        log.info("Trying to access %r", str(parsed))
-        if self.crio.config.pull_latency_ms > 0:
-            await asyncio.sleep(self.crio.config.pull_latency_ms / 1000)
-        stored = self.images.add(img, parsed)
+            log.info("Pulling image: %s", ref)
+            with self.step("pullImage"):
+                message = f"initializing source docker://{ref}: {err}"
+                log.error("Error pulling image %s: %s", ref, message, extra={"error_type": "*errors.errorString"})
+                raise NotFound(message) from None
+        log.info("Pulling image: %s", ref)
+        with self.step("pullImage"):
+            log.info("Trying to access %s", f'"{parsed}"')
+            if self.crio.config.pull_latency_ms > 0:
+                await asyncio.sleep(self.crio.config.pull_latency_ms / 1000)
+            stored = self.images.add(img, parsed)
         log.info("Pulled image: %s", img.repo_digests[0])
         return pb.PullImageResponse(image_ref=stored.id)
 

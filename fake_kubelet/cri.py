@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from cristack.endpoints import Endpoint
 from cristack.pb.runtime.v1 import api_pb2 as pb
 from cristack.pb.runtime.v1 import api_pb2_grpc as pbgrpc
+from cristack.rpctrace import traced_unary_call
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +42,24 @@ class CriClient:
     """Thin async wrapper: ``await cri.call("RunPodSandbox", request)``."""
 
     def __init__(self, endpoint: Endpoint, timeout: float, record: Path | None = None,
-                 interceptors: list[grpc.aio.ClientInterceptor] | None = None) -> None:
-        self.channel = grpc.aio.insecure_channel(endpoint.grpc_target, options=CHANNEL_OPTIONS,
-                                                 interceptors=interceptors or None)
+                 tracer: trace.Tracer | None = None) -> None:
+        self.channel = grpc.aio.insecure_channel(endpoint.grpc_target, options=CHANNEL_OPTIONS)
+        self.tracer = tracer or trace.NoOpTracer()
         self.runtime = pbgrpc.RuntimeServiceStub(self.channel)
         self.images = pbgrpc.ImageServiceStub(self.channel)
         self.timeout = timeout
         self._record = record.open("a", buffering=1) if record is not None else None
 
     async def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        stub = self.images if method in IMAGE_METHODS else self.runtime
+        """Calls ``method`` in a CLIENT span named like otelgrpc's (``runtime.v1.RuntimeService/X``)."""
+        service = IMAGE_SERVICE if method in IMAGE_METHODS else RUNTIME_SERVICE
+        stub = self.images if service == IMAGE_SERVICE else self.runtime
         if self._record is not None:
             self._record.write(f"{operation.get() or '-'} {method}\n")
-        return await getattr(stub, method)(request, timeout=timeout or self.timeout)
+        fn = getattr(stub, method)
+        return await traced_unary_call(
+            self.tracer, f"{service}/{method}", f"/{service}/{method}",
+            lambda metadata: fn(request, timeout=timeout or self.timeout, metadata=metadata), request)
 
     async def close(self) -> None:
         await self.channel.close(grace=None)
@@ -60,6 +67,8 @@ class CriClient:
             self._record.close()
 
 
+RUNTIME_SERVICE = "runtime.v1.RuntimeService"
+IMAGE_SERVICE = "runtime.v1.ImageService"
 IMAGE_METHODS = frozenset({"ListImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo"})
 
 

@@ -16,8 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from cristack.pb.runtime.v1 import api_pb2 as pb
+from cristack.rpctrace import OTELGRPC_SCOPE
+from cristack.telemetry import Telemetry
 from fake_kubelet.backoff import Backoff
 from fake_kubelet.config import KubeletConfig
 from fake_kubelet.cri import UID_LABEL, CriClient, operation
@@ -28,17 +32,33 @@ from fake_kubelet.workers import PodView, PodWorker, SpanFactory
 log = logging.getLogger(__name__)
 
 
-@contextlib.asynccontextmanager
-async def no_span(name: str, pod: Pod | None = None, update_type: str = "") -> AsyncIterator[None]:
-    yield
+KUBELET_SCOPE = "k8s.io/kubernetes/pkg/kubelet"
+
+
+def pod_span_factory(tracer: trace.Tracer) -> SpanFactory:
+    """Opens the kubelet's sync spans: each a root (a new trace), with the pod's attributes."""
+
+    @contextlib.asynccontextmanager
+    async def span(name: str, pod: Pod | None, update_type: str) -> AsyncIterator[None]:
+        attrs: dict[str, str] = {}
+        if pod is not None:
+            attrs = {"k8s.pod.uid": pod.uid, "k8s.pod": f"{pod.namespace}/{pod.name}", "k8s.pod.name": pod.name,
+                     "k8s.namespace.name": pod.namespace}
+            if update_type:
+                attrs["k8s.pod.update_type"] = update_type
+        with tracer.start_as_current_span(name, context=otel_context.Context(), attributes=attrs):
+            yield
+
+    return span
 
 
 class Kubelet:
-    def __init__(self, cfg: KubeletConfig, span: SpanFactory = no_span,
-                 interceptors: list[grpc.aio.ClientInterceptor] | None = None) -> None:
+    def __init__(self, cfg: KubeletConfig, telemetry: Telemetry | None = None) -> None:
         self.cfg = cfg
-        self.span = span
-        self.cri = CriClient(cfg.runtime_endpoint, cfg.runtime_request_timeout, cfg.record_cri_calls, interceptors)
+        provider = telemetry.provider if telemetry is not None else trace.NoOpTracerProvider()
+        self.span = pod_span_factory(provider.get_tracer(KUBELET_SCOPE))
+        self.cri = CriClient(cfg.runtime_endpoint, cfg.runtime_request_timeout, cfg.record_cri_calls,
+                             provider.get_tracer(OTELGRPC_SCOPE))
         self.cache = StatusCache()
         self.pleg = Pleg(self.cri, self.cache, cfg.relist_period, self._on_pleg_change)
         self.backoff = Backoff(cfg.backoff_base, cfg.backoff_max)

@@ -8,14 +8,15 @@ import sys
 
 from cristack import logs
 from cristack.errors import ConfigError, exit_config_error
+from cristack.telemetry import Telemetry, kubelet_telemetry
 from fake_kubelet import config as kubelet_config
 from fake_kubelet.kubelet import Kubelet, install_stop_handlers
 
 
-async def run(cfg: kubelet_config.KubeletConfig) -> int:
+async def run(cfg: kubelet_config.KubeletConfig, telemetry: Telemetry) -> int:
     stop = asyncio.Event()
     install_stop_handlers(stop)
-    kubelet = Kubelet(cfg)
+    kubelet = Kubelet(cfg, telemetry)
     return await kubelet.run(stop)
 
 
@@ -26,15 +27,20 @@ def main(argv: list[str] | None = None) -> None:
         cfg = kubelet_config.load(argv)
     except ConfigError as err:
         exit_config_error("fake-kubelet", err)
-    logs.setup("fake-kubelet", cfg.log_level)
+    logs.setup("fake-kubelet", cfg.log_level, span_events="plain")
+    tracing = cfg.tracing
+    telemetry = kubelet_telemetry(tracing.enabled and cfg.tracing_gate, tracing.endpoint,
+                                  tracing.sampling_rate_per_million).install()
     try:
-        code = asyncio.run(run(cfg))
+        code = asyncio.run(run(cfg, telemetry))
     except OSError as err:
         print(f"fake-kubelet: {err}", file=sys.stderr)
         code = 1
     except Exception as err:  # noqa: BLE001 - e.g. the runtime never came up under --runonce
         print(f"fake-kubelet: {type(err).__name__}: {err}", file=sys.stderr)
         code = 1
+    finally:
+        telemetry.shutdown()
     sys.exit(code)
 
 

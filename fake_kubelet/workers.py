@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from cristack.pb.runtime.v1 import api_pb2 as pb
 from fake_kubelet.backoff import Backoff, should_restart
@@ -166,6 +168,7 @@ class PodWorker:
                 sandbox_id = await self._run_sandbox(attempt)
             except grpc.aio.AioRpcError as err:
                 reason = f"CreatePodSandboxError: {err.code().name}: {err.details()}"
+                trace.get_current_span().set_status(Status(StatusCode.ERROR, reason))
                 if self.view.sandbox_error != reason:
                     log.warning("pod %s: %s", pod.full_name, reason)
                 self.view.sandbox_error = reason
@@ -328,6 +331,10 @@ class PodWorker:
                          view.reason, c.exit_code)
 
     def _waiting(self, view: ContainerView, reason: str, message: str) -> None:
+        # syncPod fails with this error, as the kubelet's does: the span shows it.
+        span = trace.get_current_span()
+        span.add_event("exception", {"exception.type": reason, "exception.message": message})
+        span.set_status(Status(StatusCode.ERROR, f'failed to "StartContainer" for "{view.name}" with {reason}'))
         if (view.state, view.reason) != ("waiting", reason):
             log.warning("pod %s: container %s waiting: %s: %s", self.pod.full_name, view.name, reason, message)
         view.state, view.reason, view.message, view.exit_code = "waiting", reason, message, None

@@ -182,3 +182,14 @@ def make_stack(tmp_path: Path):
     yield make
     for stack in stacks:
         stack.stop()
+
+
+@pytest.fixture
+def sink():
+    """The embedded OTLP sink on free loopback ports."""
+    from cristack.sink.receiver import Sink
+
+    s = Sink()
+    s.start()
+    yield s
+    s.stop()

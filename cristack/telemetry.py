@@ -1,0 +1,260 @@
+"""OpenTelemetry for the three components: one tracer provider per process.
+
+- Resource: ``service.name`` (kubelet / crio / conmonrs), ``service.version``, ``host.name``,
+  ``process.pid``, merged over ``OTEL_RESOURCE_ATTRIBUTES`` (ours wins).
+- Sampler: ParentBased(TraceIdRatioBased(rate / 1e6)); rate 0 or unset is
+  ParentBased(AlwaysOff), so a component records only under a sampled parent. conmon-rs uses
+  ParentBased(AlwaysOn).
+- Propagation: W3C tracecontext + baggage.
+- Export: OTLP/gRPC (insecure) behind a bounded batch processor with a short timeout, so
+  exporting never blocks the work; an unreachable endpoint costs one warning line per outage.
+- Tracing off: a no-op provider. A remote parent that arrives is still passed on, because
+  the no-op tracer hands back the incoming (non-recording) span.
+- Logs: records at or above the component's level also become events on the current span,
+  in the component's own style (``log_events``), and text log lines show trace and span ids.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from cristack import __version__
+
+log = logging.getLogger(__name__)
+
+EXPORT_TIMEOUT_S = 1.0
+SCHEDULE_DELAY_MS = 200
+MAX_QUEUE = 4096
+SHUTDOWN_BUDGET_S = 1.2
+
+propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """A component's tracing configuration, whatever file or flag it came from."""
+
+    enabled: bool
+    endpoint: str
+    rate_per_million: int | None = None  # None or 0: only under a sampled parent
+    root_always_on: bool = False  # conmon-rs samples every root
+
+
+def sampler_for(settings: TracingSettings) -> Sampler:
+    """ParentBased(TraceIdRatioBased(rate/1e6)), or ParentBased(AlwaysOff/AlwaysOn)."""
+    if settings.root_always_on:
+        return ParentBased(ALWAYS_ON)
+    rate = settings.rate_per_million or 0
+    if rate <= 0:
+        return ParentBased(ALWAYS_OFF)
+    if rate >= 1_000_000:
+        return ParentBased(ALWAYS_ON)
+    return ParentBased(TraceIdRatioBased(rate / 1_000_000))
+
+
+def resource_for(service_name: str) -> Resource:
+    return Resource.create({
+        "service.name": service_name,
+        "service.version": __version__,
+        "host.name": socket.gethostname(),
+        "process.pid": os.getpid(),
+    })
+
+
+class QuietExporter(SpanExporter):
+    """Wraps the OTLP exporter: one warning when exports start failing, one line when they
+    work again, nothing per batch; what could not be sent is dropped."""
+
+    def __init__(self, inner: SpanExporter, endpoint: str, component: str) -> None:
+        self.inner = inner
+        self.endpoint = endpoint
+        self.component = component
+        self.failing = False
+        self.dropped = 0
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as err:  # noqa: BLE001 - an exporter bug must not reach the work
+            log.debug("span export raised: %s", err)
+            result = SpanExportResult.FAILURE
+        if result == SpanExportResult.SUCCESS:
+            self.exported += len(spans)
+            if self.failing:
+                log.info("%s: exporting spans to %s works again (%d spans were dropped)", self.component,
+                         self.endpoint, self.dropped)
+                self.failing = False
+        else:
+            self.dropped += len(spans)
+            if not self.failing:
+                log.warning("%s: cannot export spans to %s; dropping them until it is reachable "
+                            "(no further warnings)", self.component, self.endpoint)
+                self.failing = True
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class Telemetry:
+    """A component's tracer provider and how to shut it down within a bounded time."""
+
+    def __init__(self, service_name: str, settings: TracingSettings,
+                 exporter: SpanExporter | None = None) -> None:
+        self.service_name = service_name
+        self.settings = settings
+        self.exporter: QuietExporter | None = None
+        disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+        if not settings.enabled or disabled:
+            self.provider: trace.TracerProvider = trace.NoOpTracerProvider()
+            return
+        provider = TracerProvider(resource=resource_for(service_name), sampler=sampler_for(settings))
+        if exporter is None:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            # The SDK's exporter logs every failed batch; we say it once (QuietExporter).
+            logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter").setLevel(logging.CRITICAL)
+            exporter = OTLPSpanExporter(endpoint=settings.endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S)
+        self.exporter = QuietExporter(exporter, settings.endpoint, service_name)
+        provider.add_span_processor(BatchSpanProcessor(
+            self.exporter, max_queue_size=MAX_QUEUE, schedule_delay_millis=SCHEDULE_DELAY_MS,
+            max_export_batch_size=512, export_timeout_millis=EXPORT_TIMEOUT_S * 1000))
+        self.provider = provider
+
+    @property
+    def enabled(self) -> bool:
+        return isinstance(self.provider, TracerProvider)
+
+    def tracer(self, scope: str, version: str = "") -> trace.Tracer:
+        return self.provider.get_tracer(scope, version or None)
+
+    def install(self) -> Telemetry:
+        """Makes this the process's global provider (the one piece of global state we keep)."""
+        trace.set_tracer_provider(self.provider)
+        return self
+
+    def shutdown(self, budget: float = SHUTDOWN_BUDGET_S) -> None:
+        """Flushes what it can within ``budget`` seconds, then gives up: exit must stay prompt."""
+        if not isinstance(self.provider, TracerProvider):
+            return
+        provider = self.provider
+        done = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
+        done.start()
+        done.join(budget)
+
+
+def kubelet_telemetry(enabled: bool, endpoint: str, rate: int | None) -> Telemetry:
+    """The kubelet's provider: service.name kubelet, sampling from KubeletConfiguration.tracing."""
+    return Telemetry("kubelet", TracingSettings(enabled, endpoint, rate))
+
+
+def crio_telemetry(enabled: bool, endpoint: str, rate: int) -> Telemetry:
+    """CRI-O's provider: service.name crio, sampling from [crio.tracing]."""
+    return Telemetry("crio", TracingSettings(enabled, endpoint, rate))
+
+
+def conmon_telemetry(enabled: bool, endpoint: str) -> Telemetry:
+    """conmon-rs's provider: service.name conmonrs, ParentBased(AlwaysOn)."""
+    return Telemetry("conmonrs", TracingSettings(enabled, endpoint, root_always_on=True))
+
+
+# -- logs as span events
+
+
+class SpanEventHandler(logging.Handler):
+    """Adds each log record as an event on the current span, in a component's style.
+
+    - ``crio``: event ``log`` with ``log.severity``, ``log.message``, ``id`` and ``name`` (the
+      request id and method); an error adds ``exception.type``/``exception.message`` and sets
+      the span status to ERROR, as CRI-O's log hook does.
+    - ``conmon``: the event is named by the message, with ``level`` and ``target`` (conmon-rs's
+      tracing-opentelemetry layer).
+    - ``plain``: event ``log`` with ``log.severity`` and ``log.message``.
+    """
+
+    SEVERITY = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARN",
+                logging.ERROR: "ERROR", logging.CRITICAL: "FATAL"}
+
+    def __init__(self, style: str, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.style = style
+
+    def emit(self, record: logging.LogRecord) -> None:
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not break the caller
+            return
+        severity = self.SEVERITY.get(record.levelno, record.levelname)
+        # Structured fields (logging's extra={"fields": {...}}) become attributes, as logrus
+        # fields do in CRI-O and tracing fields in conmon-rs.
+        fields = {k: v for k, v in (getattr(record, "fields", None) or {}).items()
+                  if isinstance(v, (str, bool, int, float))}
+        if self.style == "conmon":
+            span.add_event(message, {"level": "TRACE" if record.levelno < logging.DEBUG else severity,
+                                     "target": record.name.replace(".", "::"), **fields})
+            return
+        attrs: dict[str, object] = {"log.severity": severity, "log.message": message, **fields}
+        if self.style == "crio":
+            attrs["id"] = REQUEST_ID.get()
+            attrs["name"] = REQUEST_NAME.get()
+        if record.levelno >= logging.ERROR:
+            attrs["exception.type"] = getattr(record, "error_type", "") or "error"
+            attrs["exception.message"] = message
+            span.set_status(Status(StatusCode.ERROR, message))
+        span.add_event("log", attrs)
+
+
+class TraceIdFilter(logging.Filter):
+    """Gives each record ``trace`` = `` trace_id=... span_id=...`` when a span is current."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = trace.get_current_span().get_span_context()
+        record.trace = (f" trace_id={trace.format_trace_id(ctx.trace_id)} span_id={trace.format_span_id(ctx.span_id)}"
+                        if ctx.is_valid else "")
+        return True
+
+
+# CRI-O tags every log line of a request with a per-request uuid and the method name.
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+REQUEST_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("request_name", default="")
+
+
+def tracer_without_scope(provider: trace.TracerProvider) -> trace.Tracer:
+    """A tracer with an empty instrumentation scope, as CRI-O's log.StartSpan uses; the SDK
+    logs an error for an empty name, which here is intended."""
+    sdk_log = logging.getLogger("opentelemetry.sdk.trace")
+    previous = sdk_log.disabled
+    sdk_log.disabled = True
+    try:
+        return provider.get_tracer("")
+    finally:
+        sdk_log.disabled = previous
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+

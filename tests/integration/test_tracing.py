@@ -1,0 +1,191 @@
+"""One pod start, one trace across kubelet, crio and conmonrs; the sampling matrix; export
+that never blocks. Three real processes and the OTLP sink on real sockets."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cristack import expectations
+from cristack.stack import example
+from cristack.tracequery import JaegerQuery, wait_for_trace
+
+CRIO_FN = expectations.CRIO_FN
+
+
+def run_hello(stack, timeout: float = 30) -> int:
+    stack.add_manifest(example("pods", "hello.yaml"))
+    stack.start_runtime()
+    rc = stack.start_kubelet(runonce=True).popen.wait(timeout)
+    return rc
+
+
+def one(spans, service: str, name: str):
+    found = [s for s in spans if s.service == service and s.name == name]
+    assert found, f"no {service}: {name} in trace; have {sorted({(s.service, s.name) for s in spans})}"
+    return found[0]
+
+
+def parent_of(spans, span):
+    return next((s for s in spans if s.span_id == span.parent_span_id), None)
+
+
+def test_pod_start_is_one_trace_across_three_processes(make_stack, sink):
+    stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint)
+    assert run_hello(stack) == 0
+    trace = wait_for_trace(JaegerQuery(sink.addresses.query_url), timeout=15)
+    rows = expectations.check(trace, "pod")
+    assert all(ok for _, ok in rows), expectations.diff(trace, "pod")
+
+    root = one(trace, "kubelet", "syncPod")
+    assert root.parent_span_id == ""
+    assert root.attributes["k8s.pod.name"] == "hello"
+    assert root.attributes["k8s.namespace.name"] == "default"
+    assert root.attributes["k8s.pod"] == "default/hello"
+    assert root.attributes["k8s.pod.update_type"] == "create"
+    assert root.attributes["k8s.pod.uid"]
+    assert root.scope == "k8s.io/kubernetes/pkg/kubelet"
+
+    client = one(trace, "kubelet", "runtime.v1.RuntimeService/RunPodSandbox")
+    assert client.kind == "CLIENT"
+    assert client.attributes["rpc.system"] == "grpc"
+    assert client.attributes["rpc.service"] == "runtime.v1.RuntimeService"
+    assert client.attributes["rpc.method"] == "RunPodSandbox"
+    assert client.attributes["rpc.grpc.status_code"] == 0
+    assert [e.attributes["message.type"] for e in client.events if e.name == "message"] == ["SENT", "RECEIVED"]
+    server = one(trace, "crio", "runtime.v1.RuntimeService/RunPodSandbox")
+    assert server.kind == "SERVER" and parent_of(trace, server) is client
+    internal = one(trace, "crio", "/runtime.v1.RuntimeService/RunPodSandbox")
+    assert internal.kind == "INTERNAL" and parent_of(trace, internal) is server and internal.scope == "crio"
+
+    run = one(trace, "crio", CRIO_FN + "runPodSandbox")
+    logs = [e.attributes for e in run.events if e.name == "log"]
+    assert logs[0]["log.message"] == "Running pod sandbox: default/hello/POD"
+    assert logs[0]["log.severity"] == "INFO"
+    assert logs[0]["name"] == "/runtime.v1.RuntimeService/RunPodSandbox"
+    assert len(logs[0]["id"]) == 36
+    assert logs[-1]["log.message"].startswith("Ran pod sandbox ")
+    create_logs = [e.attributes["log.message"] for e in one(trace, "crio", CRIO_FN + "createSandboxContainer").events]
+    assert "Creating container: default/hello/hello" in create_logs
+    start_logs = [e.attributes for e in one(trace, "crio", CRIO_FN + "StartContainer").events]
+    assert start_logs[-1]["log.message"] == "Started container"
+    assert start_logs[-1]["description"] == "default/hello/hello"
+    pull = one(trace, "crio", CRIO_FN + "PullImage")
+    assert [e.attributes["log.message"] for e in pull.events][0] == "Pulling image: busybox"
+
+    cc = one(trace, "conmonrs", "create_container")
+    assert parent_of(trace, cc).name == "conmonrs-client: CreateContainer"
+    assert parent_of(trace, cc).kind == "CLIENT"
+    assert len(cc.attributes["container_id"]) == 64 and len(cc.attributes["uuid"]) == 36
+    for key in ("code.filepath", "code.namespace", "code.lineno", "thread.id", "thread.name", "busy_ns", "idle_ns"):
+        assert key in cc.attributes, key
+    wait = one(trace, "conmonrs", "wait_for_exit_code")
+    exited = [e for e in wait.events if e.name.startswith("Exited")]
+    assert exited and exited[0].name == "Exited 0" and exited[0].attributes["exit_code"] == 0
+    reads = [e for e in one(trace, "conmonrs", "read_loop").events if e.name.startswith("Read ")]
+    assert reads and reads[0].attributes["stream"] == "stdout" and reads[0].attributes["bytes"] == 3
+    # The read loop and the exit watcher outlive the CreateContainer call that started them.
+    assert one(trace, "conmonrs", "watch").end > cc.end
+
+    # Resources
+    for svc in ("kubelet", "crio", "conmonrs"):
+        span = next(s for s in trace if s.service == svc)
+        assert span.resource["host.name"] and span.resource["process.pid"] > 0
+        assert span.resource["service.version"]
+
+
+def test_pleg_relists_are_their_own_root_traces(make_stack, sink):
+    stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint)
+    assert run_hello(stack) == 0
+    sink.store.wait(lambda st: any(s.name == "runtime.v1.RuntimeService/ListContainers" and not s.parent_span_id
+                                   for s in st.spans()), 10)
+    relists = [s for s in sink.store.spans() if s.service == "kubelet" and not s.parent_span_id
+               and s.name == "runtime.v1.RuntimeService/ListPodSandbox"]
+    assert relists and all(s.kind == "CLIENT" for s in relists)
+    # crio serves them under the kubelet's context, so they show in crio as well.
+    tid = relists[0].trace_id
+    assert {s.service for s in sink.store.trace(tid)} == {"kubelet", "crio"}
+
+
+def services_in_sync_traces(sink) -> set[str]:
+    out: set[str] = set()
+    for s in sink.store.spans():
+        if s.name == "syncPod":
+            out |= {x.service for x in sink.store.trace(s.trace_id)}
+    return out
+
+
+def test_sampling_kubelet_samples_crio_at_zero_follows(make_stack, sink):
+    stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint, crio_sampling_per_million=0)
+    assert run_hello(stack) == 0
+    trace = wait_for_trace(JaegerQuery(sink.addresses.query_url), timeout=15)
+    assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
+
+
+def test_sampling_no_kubelet_tracing_block_means_no_spans_at_crio_rate_zero(make_stack, sink):
+    stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint, kubelet_tracing=False,
+                       crio_sampling_per_million=0)
+    assert run_hello(stack) == 0
+    stack.stop()  # flushes whatever was recorded
+    time.sleep(0.5)
+    assert sink.store.spans() == []
+
+
+def test_sampling_crio_tracing_off_keeps_the_kubelet_side(make_stack, sink):
+    stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint, crio_tracing=False, conmon_tracing=False)
+    assert run_hello(stack) == 0
+    trace = wait_for_trace(JaegerQuery(sink.addresses.query_url), services={"kubelet"}, timeout=15)
+    assert {s.service for s in trace} == {"kubelet"}
+    names = {s.name for s in trace}
+    assert {"syncPod", "runtime.v1.RuntimeService/RunPodSandbox", "runtime.v1.RuntimeService/CreateContainer",
+            "runtime.v1.RuntimeService/StartContainer"} <= names
+    stack.stop()
+    assert not [s for s in sink.store.spans() if s.service in ("crio", "conmonrs")]
+
+
+def test_runtime_type_oci_has_no_conmonrs_spans(make_stack, sink):
+    stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint, runtime_type="oci")
+    assert run_hello(stack) == 0
+    trace = wait_for_trace(JaegerQuery(sink.addresses.query_url), runtime_type="oci", timeout=15)
+    rows = expectations.check(trace, "oci")
+    assert all(ok for _, ok in rows), expectations.diff(trace, "oci")
+    stack.stop()
+    assert not [s for s in sink.store.spans() if s.service == "conmonrs"]
+    assert not [s for s in sink.store.spans() if s.name.startswith("conmonrs-client")]
+
+
+def test_collector_down_pod_still_runs_and_processes_stop_quickly(make_stack):
+    from tests.conftest import free_port
+
+    stack = make_stack(otlp_endpoint=f"127.0.0.1:{free_port()}")  # nothing listens there
+    started = time.monotonic()
+    assert run_hello(stack) == 0
+    assert time.monotonic() - started < 15
+    stack.start_kubelet()  # a long-running kubelet too, to time its exit
+    time.sleep(1.0)
+    took = stack.stop()
+    assert all(t < 2.0 for t in took.values()), took
+    logs = stack.logs()
+    # One warning per process at most (the kubelet log holds two kubelet runs).
+    for name, runs in (("crio", 1), ("kubelet", 2), ("conmon", 1)):
+        warnings = [line for line in logs[name].splitlines() if "cannot export spans" in line]
+        assert 1 <= len(warnings) <= runs, (name, warnings)
+        assert "Traceback" not in logs[name]
+
+
+@pytest.mark.parametrize("header", ["garbage", "00-zzzz-0000-01", "00-" + "0" * 32 + "-" + "b" * 16 + "-01"])
+def test_malformed_traceparent_starts_a_new_root(make_stack, sink, header):
+    import grpc
+
+    from cristack.pb.runtime.v1 import api_pb2 as pb
+    from cristack.pb.runtime.v1 import api_pb2_grpc as pbgrpc
+
+    stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint, crio_sampling_per_million=1_000_000)
+    stack.start_runtime()
+    with grpc.insecure_channel(stack.crio_endpoint) as ch:
+        v = pbgrpc.RuntimeServiceStub(ch).Version(pb.VersionRequest(), metadata=(("traceparent", header),))
+    assert v.runtime_name == "cri-o"
+    assert sink.store.wait(lambda st: any(s.name == "runtime.v1.RuntimeService/Version" for s in st.spans()), 5)
+    span = next(s for s in sink.store.spans() if s.name == "runtime.v1.RuntimeService/Version")
+    assert span.parent_span_id == "" and span.kind == "SERVER"

@@ -1,0 +1,243 @@
+"""Span shapes per component, checked with an in-memory exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import SpanKind, StatusCode
+
+from cristack.errors import NotFound, serve_errors
+from cristack.pb.runtime.v1 import api_pb2 as pb
+from cristack.pb.runtime.v1 import api_pb2_grpc as pbgrpc
+from cristack.rpctrace import ServerTracing, inject, traced_unary_call
+from cristack.telemetry import (
+    REQUEST_ID,
+    REQUEST_NAME,
+    QuietExporter,
+    SpanEventHandler,
+    Telemetry,
+    TracingSettings,
+    sampler_for,
+)
+from fake_conmon.tracing import ConmonTracing, SpanHooks
+from fake_crio.tracing import CrioTracing
+from fake_kubelet.kubelet import pod_span_factory
+from fake_kubelet.manifests import parse_pod
+
+
+@pytest.fixture
+def memory():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def decision(settings: TracingSettings, parent_sampled: bool | None) -> Decision:
+    ctx = None
+    if parent_sampled is not None:
+        flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if parent_sampled else 0)
+        parent = trace.NonRecordingSpan(trace.SpanContext(1, 2, is_remote=True, trace_flags=flags))
+        ctx = trace.set_span_in_context(parent)
+    return sampler_for(settings).should_sample(ctx, 0xABC, "x").decision
+
+
+@pytest.mark.parametrize("rate, always_on, parent, sampled", [
+    (0, False, None, False), (None, False, None, False), (0, False, True, True), (0, False, False, False),
+    (1_000_000, False, None, True), (1_000_000, False, False, False), (0, True, None, True),
+])
+def test_sampler_matrix(rate, always_on, parent, sampled) -> None:
+    d = decision(TracingSettings(True, "x:1", rate, root_always_on=always_on), parent)
+    assert (d == Decision.RECORD_AND_SAMPLE) is sampled
+
+
+def test_ratio_sampler_is_about_the_rate() -> None:
+    s = sampler_for(TracingSettings(True, "x:1", 100_000))
+    hits = sum(s.should_sample(None, tid * 0x9E3779B97F4A7C15 % (1 << 128), "x").decision == Decision.RECORD_AND_SAMPLE
+               for tid in range(1, 5001))
+    assert 350 < hits < 650
+
+
+def test_disabled_tracing_is_noop_but_passes_the_parent_on() -> None:
+    tel = Telemetry("crio", TracingSettings(False, "127.0.0.1:4317"))
+    assert not tel.enabled
+    remote = trace.SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=trace.TraceFlags(1))
+    token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(remote)))
+    try:
+        with tel.tracer("crio").start_as_current_span("x"):
+            carrier = inject()
+    finally:
+        otel_context.detach(token)
+    assert carrier["traceparent"] == f"00-{0x1234:032x}-{0x5678:016x}-01"
+
+
+def test_crio_log_events(memory) -> None:
+    provider, exporter = memory
+    logger = logging.getLogger("test.crio.events")
+    logger.addHandler(SpanEventHandler("crio"))
+    logger.setLevel(logging.INFO)
+    id_token, name_token = REQUEST_ID.set("req-1"), REQUEST_NAME.set("/runtime.v1.RuntimeService/X")
+    try:
+        with provider.get_tracer("t").start_as_current_span("step"):
+            logger.info("Started container", extra={"fields": {"containerID": "abc"}})
+            logger.debug("hidden below the level")
+            logger.error("pull failed", extra={"error_type": "*errors.errorString"})
+    finally:
+        REQUEST_ID.reset(id_token)
+        REQUEST_NAME.reset(name_token)
+    span = exporter.get_finished_spans()[0]
+    first, second = (e.attributes for e in span.events)
+    assert [e.name for e in span.events] == ["log", "log"]
+    assert dict(first) == {"log.severity": "INFO", "log.message": "Started container", "id": "req-1",
+                           "name": "/runtime.v1.RuntimeService/X", "containerID": "abc"}
+    assert second["log.severity"] == "ERROR" and second["exception.message"] == "pull failed"
+    assert second["exception.type"] == "*errors.errorString"
+    assert span.status.status_code == StatusCode.ERROR
+
+
+def test_conmon_events_are_named_by_their_message(memory) -> None:
+    provider, exporter = memory
+    logger = logging.getLogger("fake_conmon.rpc")
+    handler = SpanEventHandler("conmon")
+    logger.addHandler(handler)
+    try:
+        with provider.get_tracer("t").start_as_current_span("s"):
+            logger.warning("Got a create container request")
+    finally:
+        logger.removeHandler(handler)
+    event = exporter.get_finished_spans()[0].events[0]
+    assert event.name == "Got a create container request"
+    assert dict(event.attributes) == {"level": "WARN", "target": "fake_conmon::rpc"}
+
+
+def test_quiet_exporter_warns_once_per_outage(caplog) -> None:
+    class Flaky:
+        results = [SpanExportResult.FAILURE] * 3 + [SpanExportResult.SUCCESS]
+
+        def export(self, spans):
+            return self.results.pop(0)
+
+        def shutdown(self):
+            pass
+
+    q = QuietExporter(Flaky(), "127.0.0.1:9", "crio")
+    with caplog.at_level(logging.INFO, logger="cristack.telemetry"):
+        for _ in range(4):
+            q.export([object()])
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot export spans" in m for m in messages) == 1
+    assert sum("works again (3 spans were dropped)" in m for m in messages) == 1
+
+
+def test_kubelet_sync_span(memory) -> None:
+    provider, exporter = memory
+    pod = parse_pod(b"kind: Pod\nmetadata: {name: web, namespace: prod, uid: u-1}\n"
+                    b"spec: {containers: [{name: c, image: busybox}]}\n", "web.yaml")
+    span = pod_span_factory(provider.get_tracer("k8s.io/kubernetes/pkg/kubelet"))
+
+    async def go() -> None:
+        with provider.get_tracer("t").start_as_current_span("unrelated parent"):
+            async with span("syncPod", pod, "create"):
+                pass
+
+    asyncio.run(go())
+    sync = next(s for s in exporter.get_finished_spans() if s.name == "syncPod")
+    assert sync.parent is None, "each sync is a trace of its own"
+    assert dict(sync.attributes) == {"k8s.pod.uid": "u-1", "k8s.pod": "prod/web", "k8s.pod.name": "web",
+                                     "k8s.namespace.name": "prod", "k8s.pod.update_type": "create"}
+
+
+def test_crio_step_and_client_spans(memory) -> None:
+    provider, exporter = memory
+    tr = CrioTracing(provider)
+    with pytest.raises(NotFound):
+        with tr.step("pullImage"):
+            with tr.client("CreateContainer") as metadata:
+                assert metadata["traceparent"].startswith("00-")
+            raise NotFound("manifest unknown")
+    client, step = exporter.get_finished_spans()
+    assert step.name == "github.com/cri-o/cri-o/server.(*Server).pullImage"
+    assert step.instrumentation_scope.name == ""
+    assert step.status.status_code == StatusCode.ERROR and step.status.description == "manifest unknown"
+    assert not step.events, "no Python traceback in the trace"
+    assert (client.name, client.kind, client.instrumentation_scope.name) == \
+        ("conmonrs-client: CreateContainer", SpanKind.CLIENT, "crio")
+    assert client.parent.span_id == step.context.span_id
+
+
+def test_conmon_spans(memory) -> None:
+    provider, exporter = memory
+    tr = ConmonTracing(provider)
+    parent = trace.SpanContext(0xAA, 0xBB, is_remote=True, trace_flags=trace.TraceFlags(1))
+    carrier = {"traceparent": f"00-{0xAA:032x}-{0xBB:016x}-01"}
+    with tr.root("create_container", carrier, container_id="c1"):
+        with tr.span("promise"):
+            hooks = SpanHooks(tr)
+            with hooks.span("wait_for_exit_code"):
+                hooks.event("Exited 0", exit_code=0)
+    wait, promise, root = exporter.get_finished_spans()
+    assert root.parent.span_id == parent.span_id and root.context.trace_id == 0xAA
+    assert root.attributes["container_id"] == "c1" and len(root.attributes["uuid"]) == 36
+    assert root.attributes["code.namespace"].endswith("test_telemetry")
+    assert root.attributes["idle_ns"] >= 0 and root.attributes["busy_ns"] >= 0
+    assert promise.parent.span_id == root.context.span_id and wait.parent.span_id == promise.context.span_id
+    assert wait.events[0].name == "Exited 0" and wait.events[0].attributes["exit_code"] == 0
+    assert wait.attributes["code.namespace"].endswith("test_telemetry")
+
+
+@serve_errors("test", pbgrpc.RuntimeServiceServicer)
+class _Servicer(pbgrpc.RuntimeServiceServicer):
+    async def Version(self, request, context):
+        return pb.VersionResponse(runtime_name="x")
+
+    async def ContainerStatus(self, request, context):
+        raise NotFound("no such container")
+
+
+def test_grpc_client_and_server_spans(memory, tmp_path) -> None:
+    provider, exporter = memory
+    sock = f"unix://{tmp_path}/s.sock"
+
+    async def go() -> None:
+        server = grpc.aio.server(interceptors=[ServerTracing(provider.get_tracer("otelgrpc"),
+                                                             provider.get_tracer("crio"))])
+        pbgrpc.add_RuntimeServiceServicer_to_server(_Servicer(), server)
+        server.add_insecure_port(sock)
+        await server.start()
+        async with grpc.aio.insecure_channel(sock) as ch:
+            stub = pbgrpc.RuntimeServiceStub(ch)
+            tracer = provider.get_tracer("kubelet-cri")
+            await traced_unary_call(tracer, "runtime.v1.RuntimeService/Version", "/runtime.v1.RuntimeService/Version",
+                                    lambda md: stub.Version(pb.VersionRequest(), metadata=md), pb.VersionRequest())
+            with pytest.raises(grpc.aio.AioRpcError):
+                await traced_unary_call(tracer, "runtime.v1.RuntimeService/ContainerStatus",
+                                        "/runtime.v1.RuntimeService/ContainerStatus",
+                                        lambda md: stub.ContainerStatus(pb.ContainerStatusRequest(container_id="x"),
+                                                                        metadata=md),
+                                        pb.ContainerStatusRequest(container_id="x"))
+        await server.stop(None)
+
+    asyncio.run(go())
+    spans = {(s.name, s.kind): s for s in exporter.get_finished_spans()}
+    client = spans[("runtime.v1.RuntimeService/Version", SpanKind.CLIENT)]
+    server = spans[("runtime.v1.RuntimeService/Version", SpanKind.SERVER)]
+    internal = spans[("/runtime.v1.RuntimeService/Version", SpanKind.INTERNAL)]
+    assert server.parent.span_id == client.context.span_id
+    assert internal.parent.span_id == server.context.span_id
+    assert dict(client.attributes) == {"rpc.system": "grpc", "rpc.service": "runtime.v1.RuntimeService",
+                                       "rpc.method": "Version", "rpc.grpc.status_code": 0}
+    assert [e.attributes["message.type"] for e in client.events] == ["SENT", "RECEIVED"]
+    failed_client = spans[("runtime.v1.RuntimeService/ContainerStatus", SpanKind.CLIENT)]
+    failed_server = spans[("runtime.v1.RuntimeService/ContainerStatus", SpanKind.SERVER)]
+    assert failed_client.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert failed_client.status.status_code == StatusCode.ERROR
+    assert failed_server.status.status_code == StatusCode.UNSET, "NOT_FOUND is the caller's problem"
