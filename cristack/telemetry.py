@@ -16,13 +16,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import propagate, trace
@@ -241,6 +242,16 @@ class TraceIdFilter(logging.Filter):
 # CRI-O tags every log line of a request with a per-request uuid and the method name.
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 REQUEST_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("request_name", default="")
+
+
+@contextlib.contextmanager
+def error_status(span: trace.Span) -> Iterator[trace.Span]:
+    """Marks ``span`` ERROR with the error's message if the block raises (no traceback event)."""
+    try:
+        yield span
+    except Exception as err:
+        span.set_status(Status(StatusCode.ERROR, str(err) or type(err).__name__))
+        raise
 
 
 def tracer_without_scope(provider: trace.TracerProvider) -> trace.Tracer:

@@ -22,6 +22,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
 from cristack.supervise import Hooks
+from cristack.telemetry import error_status
 
 SCOPE = "conmonrs"
 
@@ -45,10 +46,8 @@ class ConmonTracing:
         with self.tracer.start_as_current_span(name, context=context, attributes=attrs, record_exception=False,
                                                set_status_on_exception=False) as span:
             try:
-                yield span
-            except Exception as err:
-                span.set_status(Status(StatusCode.ERROR, str(err) or type(err).__name__))
-                raise
+                with error_status(span):
+                    yield span
             finally:
                 elapsed = time.monotonic_ns() - wall
                 busy = min(elapsed, time.thread_time_ns() - cpu)

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from cristack.rpctrace import inject
-from cristack.telemetry import tracer_without_scope
+from cristack.telemetry import error_status, tracer_without_scope
 
 SERVER_PREFIX = "github.com/cri-o/cri-o/server.(*Server)."
 CRIO_SCOPE = "crio"
@@ -35,12 +35,8 @@ class CrioTracing:
         """A span for one of CRI-O's server functions. A failure marks it ERROR with the error's
         message (never a Python traceback)."""
         with self.steps.start_as_current_span(SERVER_PREFIX + func, record_exception=False,
-                                              set_status_on_exception=False) as span:
-            try:
-                yield span
-            except Exception as err:
-                span.set_status(Status(StatusCode.ERROR, str(err) or type(err).__name__))
-                raise
+                                              set_status_on_exception=False) as span, error_status(span):
+            yield span
 
     @contextlib.contextmanager
     def client(self, method: str) -> Iterator[dict[str, str]]:
