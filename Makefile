@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m cristack.cli demo
+	$(VENV)/bin/cristack demo
 
 tools:
 	./scripts/install-tools.sh

@@ -1,81 +1,100 @@
-"""``cristack``: the user-facing command."""
+"""``cristack``: demo | up | sink (the user-facing command; argument parsing only)."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-import tempfile
-import time
+import threading
 from pathlib import Path
 
-from cristack.crilog import read_log
-from cristack.stack import Stack, StackOptions, example
+from cristack.endpoints import parse_endpoint
 
 
-def container_output(pod_logs: Path) -> list[tuple[str, str, str]]:
-    """(pod dir, container, line) for every container log under the pod logs root, in order."""
-    out = []
-    for log in sorted(pod_logs.glob("*/*/*.log")):
-        for _, line in read_log(log):
-            out.append((log.parent.parent.name, log.parent.name, line))
-    return out
+def _endpoint(text: str) -> str:
+    try:
+        ep = parse_endpoint(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if ep.is_unix:
+        raise argparse.ArgumentTypeError("an OTLP endpoint is HOST:PORT")
+    return ep.grpc_target
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Runs pods through fake-kubelet → fake-crio → fake-conmon with --runonce and shows the result."""
-    pods = [Path(p) for p in args.pod] or [example("pods", "hello.yaml")]
-    for p in pods:
-        if not p.is_file():
-            print(f"cristack demo: {p}: no such pod manifest", file=sys.stderr)
-            return 2
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="cristack-demo-") as tmp:
-        stack = Stack(Path(tmp), StackOptions(runtime_type=args.runtime_type, relist_period="0.2s",
-                                              backoff_base="1s"))
-        for p in pods:
-            stack.add_manifest(p)
-        say = (lambda *_: None) if args.quiet else print
-        say(f"cristack demo: starting fake-conmon, fake-crio and fake-kubelet (runtime type {args.runtime_type})")
-        try:
-            stack.start_runtime()
-            kubelet = stack.start_kubelet(runonce=True)
-            say(f"cristack demo: running {', '.join(p.name for p in pods)} with fake-kubelet --runonce")
-            rc = kubelet.popen.wait(timeout=120)
-        except Exception as err:  # noqa: BLE001 - report any failure to start, with the logs
-            print(f"cristack demo: {err}", file=sys.stderr)
-            for name, text in stack.logs().items():
-                print(f"--- {name} log ---\n{text[-3000:]}", file=sys.stderr)
-            stack.stop()
-            return 1
-        for pod_dir, ctr, line in container_output(stack.pod_logs):
-            pod_name = pod_dir.split("_")[1] if "_" in pod_dir else pod_dir
-            print(f"[{pod_name}/{ctr}] {line}")
-        stack.stop()
-        if rc != 0:
-            print("cristack demo: a pod failed:", file=sys.stderr)
-            for line in stack.logs().get("kubelet", "").splitlines():
-                if "failed" in line or "ERROR" in line:
-                    print(f"  {line}", file=sys.stderr)
-            return 1
-        say(f"cristack demo: done in {time.monotonic() - started:.1f}s")
-        return 0
+    from cristack.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(pods=[Path(p) for p in args.pod], runtime_type=args.runtime_type,
+                                otlp_endpoint=args.otlp_endpoint, json_out=args.json, html_out=args.html,
+                                keep=args.keep, quiet=args.quiet))
+
+
+def up(args: argparse.Namespace) -> int:
+    from cristack.demo import run_up
+
+    return run_up(args.manifests, args.runtime_type, args.otlp_endpoint, args.otlp_port, args.http_port)
+
+
+def sink(args: argparse.Namespace) -> int:
+    from cristack.sink.receiver import Sink
+
+    s = Sink(jsonl=args.jsonl)
+    try:
+        addrs = s.start(args.grpc, args.http)
+    except (OSError, ValueError) as err:
+        print(f"cristack sink: {err}", file=sys.stderr)
+        return 1
+    print(f"cristack sink: OTLP gRPC on {addrs.grpc}, OTLP HTTP /v1/traces and the query API on "
+          f"http://{addrs.http} (/api/services, /api/traces?service=kubelet)", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    s.stop()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cristack", description="A mock Kubernetes node for tracing demos.")
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run pods through the whole stack and show what happened")
+
+    d = sub.add_parser("demo", help="run pods through the whole stack and show their traces")
     d.add_argument("--pod", action="append", default=[], metavar="FILE",
                    help="pod manifest to run (repeatable; default examples/pods/hello.yaml)")
-    d.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
-    d.add_argument("--quiet", "-q", action="store_true", help="print only the containers' output and errors")
+    d.add_argument("--runtime-type", choices=("pod", "oci"), default="pod",
+                   help="pod: through fake-conmon (conmonrs spans); oci: fake-crio runs containers itself")
+    d.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
+                   help="send traces to this collector/Jaeger instead of the embedded sink")
+    d.add_argument("--json", type=Path, metavar="FILE", help="write everything received as OTLP JSON")
+    d.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML waterfall")
+    d.add_argument("--keep", action="store_true", help="leave the stack running afterwards (Ctrl-C stops it)")
+    d.add_argument("--quiet", "-q", action="store_true", help="only the containers' output and errors")
     d.set_defaults(func=demo)
+
+    u = sub.add_parser("up", help="run the stack until Ctrl-C; drop pod manifests into its directory")
+    u.add_argument("--manifests", type=Path, metavar="DIR", help="static pod directory (default: a new temp dir)")
+    u.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
+    u.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
+                   help="send traces here instead of the embedded sink")
+    u.add_argument("--otlp-port", type=int, default=0, help="embedded sink's OTLP gRPC port (default: free port)")
+    u.add_argument("--http-port", type=int, default=0, help="embedded sink's query API port (default: free port)")
+    u.set_defaults(func=up)
+
+    s = sub.add_parser("sink", help="the OTLP receiver alone, with a Jaeger-compatible query API")
+    s.add_argument("--grpc", default="127.0.0.1:4317", metavar="HOST:PORT", help="OTLP gRPC (default 127.0.0.1:4317)")
+    s.add_argument("--http", default="127.0.0.1:4318", metavar="HOST:PORT",
+                   help="OTLP HTTP /v1/traces and the query API (default 127.0.0.1:4318)")
+    s.add_argument("--jsonl", type=Path, metavar="FILE", help="also append every request to FILE as OTLP JSON lines")
+    s.set_defaults(func=sink)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        sys.exit(args.func(args))
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,12 @@ async def serve(
         prepare_unix_listener(endpoint.path, private_parent=private_parent)
     else:
         warn_if_exposed(endpoint, component)
-    port = server.add_insecure_port(endpoint.grpc_target)
-    if endpoint.path is None and port == 0:
-        raise OSError(f"cannot listen on {endpoint.grpc_target}")
+    try:
+        port = server.add_insecure_port(endpoint.grpc_target)
+    except RuntimeError:
+        port = 0  # grpc raises where it cannot bind
+    if port == 0:
+        raise OSError(f"cannot listen on {endpoint.grpc_target} (address in use or not permitted)")
     await server.start()
     if endpoint.path is not None:
         secure_socket(endpoint.path)

@@ -34,7 +34,7 @@ def trace_json(spans: list[Span]) -> dict[str, Any]:
             processes[pids[key]] = {"serviceName": s.service, "tags": [
                 tag(k, v) for k, v in sorted(s.resource.items()) if k != "service.name"]}
         tags = [tag(k, v) for k, v in s.attributes.items()]
-        if s.kind in KIND_TAG and s.kind != "INTERNAL":
+        if s.kind in KIND_TAG:
             tags.append(tag("span.kind", KIND_TAG[s.kind]))
         if s.scope:
             tags.append(tag("otel.scope.name", s.scope))
@@ -48,7 +48,7 @@ def trace_json(spans: list[Span]) -> dict[str, Any]:
             "startTime": s.start // 1000, "duration": s.duration_ns // 1000, "tags": tags,
             "logs": [{"timestamp": e.time // 1000, "fields": [tag("event", e.name)] +
                       [tag(k, v) for k, v in e.attributes.items()]} for e in s.events],
-            "processID": pids[key], "warnings": None, "flags": 1,
+            "processID": pids[key], "warnings": None,
         })
     trace_id = spans[0].trace_id if spans else ""
     return {"traceID": trace_id, "spans": out, "processes": processes, "warnings": None}

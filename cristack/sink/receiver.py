@@ -70,9 +70,12 @@ class Sink:
         server = grpc.server(ThreadPoolExecutor(max_workers=4), options=(
             ("grpc.max_receive_message_length", MAX_BODY),))
         tgrpc.add_TraceServiceServicer_to_server(_TraceService(self.store), server)
-        port = server.add_insecure_port(grpc_address)
+        try:
+            port = server.add_insecure_port(grpc_address)
+        except RuntimeError:
+            port = 0  # grpc raises where it cannot bind
         if port == 0:
-            raise OSError(f"cannot listen on {grpc_address}")
+            raise OSError(f"cannot listen on {grpc_address} (address in use?)")
         server.start()
         self._grpc = server
         host, _, http_port = http_address.rpartition(":")

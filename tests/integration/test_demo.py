@@ -1,24 +1,166 @@
-"""`cristack demo` as a user runs it."""
+"""`cristack demo`, `cristack up` and `cristack sink` as a user runs them."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
 import subprocess
+import time
+from pathlib import Path
 
+import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from cristack import expectations
 from cristack.procs import component_argv
+from cristack.sink.store import flatten
+from cristack.tracequery import JaegerQuery, wait_for_trace
+from tests.conftest import IN_CI, free_port
 
 
-def test_demo_prints_hi_and_exits_0():
-    proc = subprocess.run(component_argv("cristack", "demo"), capture_output=True, text=True, timeout=60)
+def run(*args: str, timeout: float = 90, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(component_argv("cristack", *args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_demo_prints_output_tree_and_writes_json_and_html(tmp_path: Path) -> None:
+    out_json, out_html = tmp_path / "out.json", tmp_path / "out.html"
+    started = time.monotonic()
+    proc = run("demo", "--json", str(out_json), "--html", str(out_html))
+    took = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[hello/hello] hi" in proc.stdout
+    assert took < 10
+    tree = proc.stdout.split("traces", 1)[1]
+    for service, name in (("kubelet", "syncPod"), ("crio", "runtime.v1.RuntimeService/RunPodSandbox"),
+                          ("conmonrs", "create_container"), ("conmonrs", "wait_for_exit_code")):
+        assert any(line.startswith(service) and name in line for line in tree.splitlines()), (service, name)
+    assert "Exited 0" in tree and "Running pod sandbox: default/hello/POD" in tree
+    assert "PLEG relist" in proc.stdout, "relists are summarised in one line"
+    assert "\x1b[" not in proc.stdout, "no colour codes when stdout is not a terminal"
+
+    request = json_format.Parse(out_json.read_text(), ExportTraceServiceRequest())
+    doc = json.loads(out_json.read_text())
+    assert list(doc) == ["resourceSpans"]
+    spans = flatten(request)
+    sync = next(s for s in spans if s.name == "syncPod" and s.attributes.get("k8s.pod.update_type") == "create")
+    trace = [s for s in spans if s.trace_id == sync.trace_id]
+    assert all(ok for _, ok in expectations.check(trace, "pod")), expectations.diff(trace, "pod")
+
+    page = out_html.read_text()
+    assert page.startswith("<!doctype html>")
+    assert "http://" not in page and "https://" not in page and "<script" not in page, "self-contained"
+    assert "wait_for_exit_code" in page and "syncPod default/hello" in page
 
 
-def test_demo_reports_a_failed_pod(tmp_path):
+def test_demo_failed_pod_exits_nonzero_with_the_reason(tmp_path: Path) -> None:
     pod = tmp_path / "fail.yaml"
     pod.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: fail}\nspec:\n  restartPolicy: Never\n"
                    "  containers: [{name: c, image: busybox, command: [sh, -c, 'echo bye; exit 3']}]\n")
-    proc = subprocess.run(component_argv("cristack", "demo", "--pod", str(pod), "--runtime-type", "oci"),
-                          capture_output=True, text=True, timeout=60)
+    proc = run("demo", "--pod", str(pod), "--runtime-type", "oci", "--quiet")
     assert proc.returncode == 1
     assert "[fail/c] bye" in proc.stdout
     assert "default/fail failed" in proc.stderr and "exit code 3" in proc.stderr
+    assert run("demo", "--pod", str(tmp_path / "missing.yaml")).returncode == 2
+
+
+def test_demo_oci_tree_has_no_conmonrs(tmp_path: Path) -> None:
+    proc = run("demo", "--runtime-type", "oci")
+    assert proc.returncode == 0, proc.stderr
+    assert "conmonrs" not in proc.stdout.split("traces", 1)[1]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if path is None:
+        msg = "Chromium not installed (Debian package chromium; .ci/run installs it)"
+        if IN_CI:
+            pytest.fail(f"CI=true: {msg}")
+        pytest.skip(msg)
+    return path
+
+
+def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+    browser = chromium()
+    page = tmp_path / "out.html"
+    assert run("demo", "--quiet", "--html", str(page)).returncode == 0
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1400,1000", page.as_uri()],
+                   capture_output=True, timeout=60)
+    assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=60).stdout
+    for name in ("syncPod", "runtime.v1.RuntimeService/RunPodSandbox", "create_container", "read_loop"):
+        assert name in dom
+    shutil.copyfile(shot, Path(os.environ.get("CRISTACK_ARTIFACTS", tmp_path)) / "demo-waterfall.png")
+
+
+def test_up_runs_until_interrupted_and_traces_dropped_manifests(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    http_port = free_port()
+    proc = subprocess.Popen(component_argv("cristack", "up", "--manifests", str(manifests), "--http-port",
+                                           str(http_port)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        query = JaegerQuery(f"http://127.0.0.1:{http_port}")
+        deadline = time.monotonic() + 20
+        while not query.ready() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (manifests / "hello.yaml").write_text(
+            Path(__file__).resolve().parents[2].joinpath("examples/pods/hello.yaml").read_text())
+        trace = wait_for_trace(query, timeout=30)
+        assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0, out
+    assert "drop pod manifests into" in out and "stopped" in out
+
+
+def test_sink_command_receives_and_answers_queries(tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    jsonl = tmp_path / "spans.jsonl"
+    proc = subprocess.Popen(component_argv("cristack", "sink", "--grpc", f"127.0.0.1:{grpc_port}", "--http",
+                                           f"127.0.0.1:{http_port}", "--jsonl", str(jsonl)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        query = JaegerQuery(f"http://127.0.0.1:{http_port}")
+        deadline = time.monotonic() + 20
+        while not query.ready() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        from cristack.telemetry import Telemetry, TracingSettings
+
+        tel = Telemetry("probe", TracingSettings(True, f"127.0.0.1:{grpc_port}", 1_000_000))
+        with tel.tracer("t").start_as_current_span("hello-span"):
+            pass
+        tel.shutdown(3)
+        deadline = time.monotonic() + 10
+        while "probe" not in query.services() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert query.services() == ["probe"]
+        assert [s.name for t in query.traces("probe") for s in t] == ["hello-span"]
+        assert "hello-span" in jsonl.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0, out
+
+
+def test_demo_sends_to_an_external_endpoint(tmp_path: Path, sink) -> None:
+    proc = run("demo", "--otlp-endpoint", sink.addresses.otlp_endpoint, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "syncPod trace ids:" in proc.stdout
+    ids = proc.stdout.split("syncPod trace ids:", 1)[1].replace(",", " ").split()
+    assert ids and all(len(i) == 32 for i in ids)
+    assert sink.store.wait(lambda st: any(st.trace(i) for i in ids), 10)
+
+
+def test_demo_rejects_bad_arguments() -> None:
+    proc = run("demo", "--otlp-endpoint", "not an endpoint")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -1,0 +1,292 @@
+"""``cristack demo``: the whole story in one command, no Docker needed.
+
+Starts the embedded sink (or uses ``--otlp-endpoint``), fake-conmon, fake-crio and
+fake-kubelet from the shipped example configs in a private temp dir, runs the pod manifests
+with ``--runonce`` while showing progress, prints the containers' output and each pod's
+``syncPod`` trace as a tree with a waterfall, and stops everything.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import json_format
+from rich.console import Console
+
+from cristack import expectations
+from cristack.crilog import read_log
+from cristack.render import html as html_render
+from cristack.render.model import TraceView, build
+from cristack.render.terminal import print_trace
+from cristack.sink.receiver import Sink
+from cristack.sink.store import Span, SpanStore
+from cristack.stack import Stack, StackOptions, example
+
+TRACE_ID = re.compile(r"trace_id=([0-9a-f]{32})")
+PROGRESS = re.compile(r"fake-kubelet: (pod \S+: .*?)(?: trace_id=.*)?$")
+
+
+@dataclass
+class DemoOptions:
+    pods: list[Path] = field(default_factory=list)
+    runtime_type: str = "pod"
+    otlp_endpoint: str | None = None
+    json_out: Path | None = None
+    html_out: Path | None = None
+    keep: bool = False
+    quiet: bool = False
+    timeout: float = 120.0
+
+
+def container_output(pod_logs: Path) -> list[tuple[str, str, str]]:
+    """(pod name, container, line) for every container log under the pod logs root."""
+    out = []
+    for log in sorted(pod_logs.glob("*/*/*.log")):
+        pod_dir = log.parent.parent.name
+        pod_name = pod_dir.split("_")[1] if pod_dir.count("_") >= 2 else pod_dir
+        for _, line in read_log(log):
+            out.append((pod_name, log.parent.name, line))
+    return out
+
+
+def _follow(path: Path, stop: threading.Event, console: Console) -> None:
+    """Prints the kubelet's pod progress lines as they appear."""
+    seen = 0
+    while not stop.is_set():
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            text = ""
+        lines = text.splitlines()
+        for line in lines[seen:]:
+            m = PROGRESS.search(line)
+            if m:
+                console.print(f"  [dim]…[/dim] {m.group(1)}", highlight=False)
+        seen = len(lines)
+        stop.wait(0.05)
+
+
+def start_traces(store: SpanStore) -> list[list[Span]]:
+    """Each pod's first ``syncPod`` trace (update type create), in start order."""
+    out = []
+    for trace_id in store.trace_ids():
+        spans = store.trace(trace_id)
+        roots = [s for s in spans if s.name == "syncPod" and not s.parent_span_id]
+        if roots and roots[0].attributes.get("k8s.pod.update_type") == "create":
+            out.append(spans)
+    return sorted(out, key=lambda t: min(s.start for s in t))
+
+
+def summary_line(store: SpanStore, shown: set[str]) -> str:
+    """Everything not printed as a tree, in one line: PLEG relists, later syncs, teardown."""
+    relists = other = 0
+    names: dict[str, int] = {}
+    for trace_id in store.trace_ids():
+        if trace_id in shown:
+            continue
+        spans = store.trace(trace_id)
+        roots = [s for s in spans if not s.parent_span_id]
+        root = roots[0] if roots else spans[0]
+        if root.service == "kubelet" and root.kind == "CLIENT":
+            relists += 1 if root.name.endswith(("ListPodSandbox", "ListContainers")) else 0
+            other += 0 if root.name.endswith(("ListPodSandbox", "ListContainers")) else 1
+        else:
+            label = root.name + (f" ({root.attributes['k8s.pod.update_type']})"
+                                 if "k8s.pod.update_type" in root.attributes else "")
+            names[label] = names.get(label, 0) + 1
+    parts = [f"{relists} PLEG relist calls (one root trace each)"] if relists else []
+    parts += [f"{n}× {name}" if n > 1 else name for name, n in names.items()]
+    if other:
+        parts.append(f"{other} other root calls")
+    return "also traced: " + ", ".join(parts) if parts else ""
+
+
+def wait_complete(store: SpanStore, pods: int, runtime_type: str, timeout: float) -> None:
+    """Waits until every pod's start trace holds its expected services and stops growing."""
+    wanted = expectations.expected_services(runtime_type)
+    last, stable_since = -1, time.monotonic()
+
+    def ready(st: SpanStore) -> bool:
+        nonlocal last, stable_since
+        traces = start_traces(st)
+        count = sum(len(t) for t in traces)
+        if count != last:
+            last, stable_since = count, time.monotonic()
+            return False
+        done = len(traces) >= pods and all(wanted <= {s.service for s in t} for t in traces)
+        return done and time.monotonic() - stable_since > 0.3
+
+    store.wait(ready, timeout)
+
+
+def write_outputs(store: SpanStore, views: list[tuple[str, TraceView]], opts: DemoOptions,
+                  console: Console) -> None:
+    if opts.json_out is not None:
+        opts.json_out.write_text(json_format.MessageToJson(store.export_request(), indent=1))
+        console.print(f"wrote {opts.json_out} (OTLP JSON, {len(store.spans())} spans)")
+    if opts.html_out is not None:
+        opts.html_out.write_text(html_render.render(views, "cristack demo"))
+        console.print(f"wrote {opts.html_out} (self-contained HTML, {len(views)} traces)")
+
+
+def make_console() -> Console:
+    """A console that uses the terminal's width, and a wide page when writing to a pipe."""
+    probe = Console()
+    return probe if probe.is_terminal else Console(width=150)
+
+
+def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
+    console = console or make_console()
+    err = Console(stderr=True)
+    pods = opts.pods or [example("pods", "hello.yaml")]
+    for p in pods:
+        if not p.is_file():
+            err.print(f"cristack demo: {p}: no such pod manifest")
+            return 2
+    started = time.monotonic()
+    sink = None
+    endpoint = opts.otlp_endpoint
+    if endpoint is None:
+        sink = Sink()
+        endpoint = sink.start().otlp_endpoint
+    base = Path(tempfile.mkdtemp(prefix="cristack-demo-"))
+    stack = Stack(base, StackOptions(runtime_type=opts.runtime_type, otlp_endpoint=endpoint, relist_period="0.2s",
+                                     backoff_base="1s", pull_latency_ms=40))
+    for p in pods:
+        stack.add_manifest(p)
+    say = (lambda *a, **k: None) if opts.quiet else console.print
+    say(f"[bold]cristack demo[/bold]: fake-kubelet → fake-crio → fake-conmon (runtime type {opts.runtime_type}), "
+        f"traces to {'the embedded sink' if sink else endpoint}")
+    stop_follow = threading.Event()
+    follower = None
+    rc = 1
+    try:
+        stack.start_runtime()
+        kubelet = stack.start_kubelet(runonce=True)
+        say(f"running {', '.join(p.name for p in pods)} with fake-kubelet --runonce")
+        if not opts.quiet:
+            follower = threading.Thread(target=_follow, args=(stack.base / "kubelet.log", stop_follow, console),
+                                        daemon=True)
+            follower.start()
+        rc = kubelet.popen.wait(timeout=opts.timeout)
+    except Exception as e:  # noqa: BLE001 - a failure to start is reported with the logs
+        err.print(f"cristack demo: {e}")
+        for name, text in stack.logs().items():
+            err.print(f"--- {name} log (tail) ---\n{text[-2000:]}", markup=False, highlight=False)
+        stack.stop()
+        if sink:
+            sink.stop()
+        return 1
+    finally:
+        stop_follow.set()
+        if follower is not None:
+            follower.join(1)
+
+    console.rule("container output") if not opts.quiet else None
+    for pod, ctr, line in container_output(stack.pod_logs):
+        console.print(f"[{pod}/{ctr}] {line}", markup=False, highlight=False)
+
+    if sink is not None:
+        wait_complete(sink.store, len(pods), opts.runtime_type, timeout=5.0)
+        traces = start_traces(sink.store)
+        views = []
+        for spans in traces:
+            root = next(s for s in spans if s.name == "syncPod")
+            title = f"syncPod {root.attributes.get('k8s.pod', '')} · trace {root.trace_id}"
+            views.append((title, build(spans)))
+        if not opts.quiet:
+            console.rule("traces")
+            for title, view in views:
+                print_trace(console, view, title)
+            line = summary_line(sink.store, {v.trace_id for _, v in views})
+            if line:
+                console.print(line, highlight=False)
+        write_outputs(sink.store, views, opts, console)
+    else:
+        ids = sorted(set(TRACE_ID.findall(stack.logs().get("kubelet", ""))))
+        console.print(f"traces sent to {endpoint}; syncPod trace ids: {', '.join(ids) or '(none logged)'}")
+
+    if rc != 0:
+        err.print("cristack demo: a pod failed:")
+        for line in stack.logs().get("kubelet", "").splitlines():
+            if "--runonce: pod" in line and "failed" in line:
+                err.print("  " + line.split("fake-kubelet: ", 1)[-1].split(" trace_id=")[0], markup=False)
+    if opts.keep:
+        return keep_running(stack, sink, console, rc)
+    took = stack.stop()
+    if sink is not None:
+        sink.stop()
+    shutil.rmtree(base, ignore_errors=True)
+    say(f"done in {time.monotonic() - started:.1f}s (stopped in {max(took.values(), default=0):.2f}s)")
+    return 0 if rc == 0 else 1
+
+
+def keep_running(stack: Stack, sink: Sink | None, console: Console, rc: int) -> int:
+    """--keep: leave fake-crio, fake-conmon (and the sink) serving until Ctrl-C."""
+    console.print(f"\nthe stack keeps running in {stack.base} (Ctrl-C stops it):")
+    console.print(f"  CRI endpoint:  {stack.crio_endpoint}   e.g. crictl --runtime-endpoint {stack.crio_endpoint} ps -a")
+    if sink is not None and sink.addresses is not None:
+        console.print(f"  OTLP gRPC:     {sink.addresses.otlp_endpoint}")
+        console.print(f"  query API:     {sink.addresses.query_url}/api/traces?service=kubelet")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    stack.stop()
+    if sink is not None:
+        sink.stop()
+    return 0 if rc == 0 else 1
+
+
+def run_up(manifests: Path | None, runtime_type: str, otlp_endpoint: str | None, grpc_port: int, http_port: int,
+           console: Console | None = None) -> int:
+    """``cristack up``: the long-running stack; drop pod files into the manifests directory."""
+    console = console or Console()
+    sink = None
+    endpoint = otlp_endpoint
+    if endpoint is None:
+        sink = Sink()
+        try:
+            addrs = sink.start(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}")
+        except OSError as e:
+            Console(stderr=True).print(f"cristack up: cannot start the sink: {e}")
+            return 1
+        endpoint = addrs.otlp_endpoint
+    base = Path(tempfile.mkdtemp(prefix="cristack-up-"))
+    stack = Stack(base, StackOptions(runtime_type=runtime_type, otlp_endpoint=endpoint))
+    if manifests is not None:
+        manifests.mkdir(parents=True, exist_ok=True)
+        stack.manifests = manifests.resolve()
+    try:
+        stack.start_runtime()
+        stack.start_kubelet()
+    except Exception as e:  # noqa: BLE001
+        Console(stderr=True).print(f"cristack up: {e}")
+        stack.stop()
+        return 1
+    console.print(f"[bold]cristack up[/bold]: kubelet, crio and conmon running (runtime type {runtime_type})")
+    console.print(f"  drop pod manifests into: {stack.manifests}")
+    console.print(f"  CRI endpoint:            {stack.crio_endpoint}")
+    console.print(f"  traces to:               {endpoint}")
+    if sink is not None and sink.addresses is not None:
+        console.print(f"  query API:               {sink.addresses.query_url}/api/traces?service=kubelet")
+    console.print("  Ctrl-C stops everything")
+    try:
+        while all(p is None or p.popen.poll() is None for p in (stack.conmon, stack.crio, stack.kubelet)):
+            time.sleep(0.5)
+        console.print("cristack up: a component exited; stopping", style="red")
+    except KeyboardInterrupt:
+        pass
+    took = stack.stop()
+    if sink is not None:
+        sink.stop()
+    console.print(f"stopped ({', '.join(f'{k} {v:.2f}s' for k, v in took.items())})")
+    return 0
+
