@@ -230,7 +230,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
 def keep_running(stack: Stack, sink: Sink | None, console: Console, rc: int) -> int:
     """--keep: leave fake-crio, fake-conmon (and the sink) serving until Ctrl-C."""
     console.print(f"\nthe stack keeps running in {stack.base} (Ctrl-C stops it):")
-    console.print(f"  CRI endpoint:  {stack.crio_endpoint}   e.g. crictl --runtime-endpoint {stack.crio_endpoint} ps -a")
+    console.print(f"  CRI endpoint:  {stack.crio_endpoint}")
+    console.print(f"  e.g.           crictl --runtime-endpoint {stack.crio_endpoint} ps -a")
     if sink is not None and sink.addresses is not None:
         console.print(f"  OTLP gRPC:     {sink.addresses.otlp_endpoint}")
         console.print(f"  query API:     {sink.addresses.query_url}/api/traces?service=kubelet")

@@ -70,6 +70,12 @@ def keys(obj) -> object:
     return type(obj).__name__ if obj is not None else "null"
 
 
+def comparable(spans) -> list[tuple]:
+    return sorted((s.span_id, s.parent_span_id, s.name, s.kind, s.service, s.status,
+                   sorted(s.attributes.items(), key=str),
+                   [(e.name, sorted(e.attributes.items(), key=str)) for e in s.events]) for s in spans)
+
+
 def test_shapes_match_recorded_jaeger(sink) -> None:
     recorded = json.loads((RECORDED / "traces-syncPod.json").read_text())
     spans = spans_from_jaeger(recorded["data"][0])
@@ -78,11 +84,7 @@ def test_shapes_match_recorded_jaeger(sink) -> None:
     assert keys(ours) == keys(recorded)
     # Round trip: Jaeger's JSON → our spans → our JSON → our spans keeps everything we compare.
     again = spans_from_jaeger(ours["data"][0])
-    strip = sorted((s.span_id, s.parent_span_id, s.name, s.kind, s.service, s.status, sorted(s.attributes.items(), key=str),
-              [(e.name, sorted(e.attributes.items(), key=str)) for e in s.events]) for s in spans)
-    assert strip == sorted((s.span_id, s.parent_span_id, s.name, s.kind, s.service, s.status,
-                      sorted(s.attributes.items(), key=str),
-                      [(e.name, sorted(e.attributes.items(), key=str)) for e in s.events]) for s in again)
+    assert comparable(spans) == comparable(again)
     services = json.loads((RECORDED / "services.json").read_text())
     sink.store.add(request("kubelet", "syncPod"))
     status, answer = get(f"{sink.addresses.query_url}/api/services")
