@@ -54,6 +54,13 @@ def sink(args: argparse.Namespace) -> int:
     return 0
 
 
+def check(args: argparse.Namespace) -> int:
+    from cristack.check import run_check
+
+    return run_check(args.jaeger.rstrip("/"), args.otlp_endpoint, args.pod, args.runtime_type, args.timeout,
+                     crio_tracing=not args.no_crio_tracing)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cristack", description="A mock Kubernetes node for tracing demos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OTLP HTTP /v1/traces and the query API (default 127.0.0.1:4318)")
     s.add_argument("--jsonl", type=Path, metavar="FILE", help="also append every request to FILE as OTLP JSON lines")
     s.set_defaults(func=sink)
+    c = sub.add_parser("check", help="run a pod against your Jaeger and check the trace's edges")
+    c.add_argument("--jaeger", required=True, metavar="URL", help="Jaeger query URL, e.g. http://127.0.0.1:16686")
+    c.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
+                   help="where the stack sends spans (default: the Jaeger host, port 4317)")
+    c.add_argument("--pod", type=Path, metavar="FILE", help="pod manifest (default examples/pods/hello.yaml)")
+    c.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
+    c.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the trace (default 60)")
+    c.add_argument("--no-crio-tracing", action="store_true",
+                   help="turn tracing off in fake-crio (and fake-conmon), to see what a broken pipeline looks like")
+    c.set_defaults(func=check)
     return parser
 
 

@@ -23,7 +23,7 @@ from cristack import expectations
 from cristack.crilog import read_log
 from cristack.render import html as html_render
 from cristack.render.model import TraceView, build
-from cristack.render.terminal import print_trace
+from cristack.render.terminal import make_console, print_trace
 from cristack.sink.receiver import Sink
 from cristack.sink.store import Span, SpanStore
 from cristack.stack import Stack, StackOptions, example
@@ -133,12 +133,6 @@ def write_outputs(store: SpanStore, views: list[tuple[str, TraceView]], opts: De
     if opts.html_out is not None:
         opts.html_out.write_text(html_render.render(views, "cristack demo"))
         console.print(f"wrote {opts.html_out} (self-contained HTML, {len(views)} traces)")
-
-
-def make_console() -> Console:
-    """A console that uses the terminal's width, and a wide page when writing to a pipe."""
-    probe = Console()
-    return probe if probe.is_terminal else Console(width=150)
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,15 @@ class Stack:
         dest = self.manifests / path.name
         shutil.copyfile(path, dest)
         return dest
+
+    def add_unique_manifest(self, path: Path) -> str:
+        """Copies a pod manifest with a fresh ``metadata.uid`` (so its trace can be told apart
+        from other runs' in a shared Jaeger); returns the uid."""
+        doc = yaml.safe_load(path.read_text())
+        uid = str(uuid.uuid4())
+        doc.setdefault("metadata", {})["uid"] = uid
+        (self.manifests / path.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+        return uid
 
     # -- argument lists (also what compose's equivalence test compares against)
 

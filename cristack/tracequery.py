@@ -64,12 +64,14 @@ class JaegerQuery:
             return False
 
 
-def wait_for_trace(query: JaegerQuery, *, service: str = "kubelet", operation: str = "syncPod",
-                   match: Callable[[list[Span]], bool] | None = None, services: set[str] | None = None,
-                   runtime_type: str = "pod", timeout: float = 30.0, settle: float = 1.0) -> list[Span]:
-    """Polls until a trace with ``operation`` exists that has every expected service, and its
-    span count has stopped changing for ``settle`` seconds. Raises TraceNotComplete with the
-    expected-vs-found edges otherwise."""
+def find_trace(query: JaegerQuery, *, service: str = "kubelet", operation: str = "syncPod",
+               match: Callable[[list[Span]], bool] | None = None, services: set[str] | None = None,
+               runtime_type: str = "pod", timeout: float = 30.0, settle: float = 1.0,
+               grace: float | None = None) -> tuple[list[Span], bool]:
+    """Polls for the best trace with ``operation``: returns it with True once it has every
+    expected service and its span count has not changed for ``settle`` seconds; otherwise,
+    after ``timeout`` (or ``grace`` seconds after a matching trace first appeared), the most
+    complete one seen with False."""
     wanted = services if services is not None else expectations.expected_services(runtime_type)
     deadline = time.monotonic() + timeout
     best: list[Span] = []
@@ -78,15 +80,33 @@ def wait_for_trace(query: JaegerQuery, *, service: str = "kubelet", operation: s
         candidates = [t for t in query.traces(service, operation)
                       if (match is None or match(t)) and any(s.name == operation for s in t)]
         if candidates:
+            if not best and grace is not None:
+                deadline = min(deadline, time.monotonic() + grace)
             best = max(candidates, key=lambda t: (len({s.service for s in t} & wanted), len(t)))
             complete = wanted <= {s.service for s in best}
             if complete and len(best) == last_count:
                 if time.monotonic() - stable_since >= settle:
-                    return best
+                    return best, True
             else:
                 stable_since, last_count = time.monotonic(), len(best)
         time.sleep(0.2)
-    services_found = sorted({s.service for s in best})
+    return best, False
+
+
+def wait_for_trace(query: JaegerQuery, *, service: str = "kubelet", operation: str = "syncPod",
+                   match: Callable[[list[Span]], bool] | None = None, services: set[str] | None = None,
+                   runtime_type: str = "pod", timeout: float = 30.0, settle: float = 1.0) -> list[Span]:
+    """Like find_trace, but raises TraceNotComplete with the expected-vs-found edges."""
+    wanted = services if services is not None else expectations.expected_services(runtime_type)
+    best, complete = find_trace(query, service=service, operation=operation, match=match, services=wanted,
+                                runtime_type=runtime_type, timeout=timeout, settle=settle)
+    if complete:
+        return best
     raise TraceNotComplete(
         f"no complete {service}/{operation} trace within {timeout:g}s (services wanted {sorted(wanted)}, "
-        f"found {services_found}, {len(best)} spans)\n" + expectations.diff(best, runtime_type))
+        f"found {sorted({s.service for s in best})}, {len(best)} spans)\n" + expectations.diff(best, runtime_type))
+
+
+def pod_uid_is(uid: str) -> Callable[[list[Span]], bool]:
+    """A ``match`` for the trace of the pod with this uid."""
+    return lambda spans: any(s.name == "syncPod" and s.attributes.get("k8s.pod.uid") == uid for s in spans)

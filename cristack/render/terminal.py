@@ -24,6 +24,12 @@ def display_name(name: str) -> str:
     return name
 
 
+def make_console(stderr: bool = False) -> Console:
+    """A console that uses the terminal's width, and a wide page when writing to a pipe."""
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(width=150, stderr=stderr)
+
+
 def bar(view: TraceView, node_span, width: int = BAR_WIDTH) -> str:  # noqa: ANN001
     a, b = view.offsets(node_span)
     left = min(width - 1, int(a * width))

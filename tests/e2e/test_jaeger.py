@@ -1,0 +1,166 @@
+"""End to end against a real Jaeger v2 (built by `make tools`), through the pytest plugin's
+fixtures: what a user of the plugin writes for their own pipeline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from cristack import expectations
+from cristack.procs import component_argv
+from cristack.stack import example
+from cristack.tracequery import pod_uid_is, wait_for_trace
+
+pytestmark = pytest.mark.e2e
+HELLO = example("pods", "hello.yaml")
+SLEEPER = """apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, uid: {uid}}}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: c, image: busybox, command: [sleep, "3600"]}}]
+"""
+
+
+def run_pod(stack, manifest=HELLO) -> str:
+    uid = stack.add_unique_manifest(manifest)
+    assert stack.start_kubelet(runonce=True).popen.wait(30) == 0, stack.logs()["kubelet"][-2000:]
+    return uid
+
+
+def spans_of_process(jaeger, service: str, pid: int) -> list:
+    return [s for t in jaeger.query.traces(service, limit=1000) for s in t if s.resource.get("process.pid") == pid]
+
+
+def test_default_pod_trace_in_jaeger(jaeger, cri_stack):
+    stack = cri_stack(otlp_endpoint=jaeger.otlp_endpoint)
+    uid = run_pod(stack)
+    trace = wait_for_trace(jaeger.query, match=pod_uid_is(uid))
+    assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
+    assert all(ok for _, ok in expectations.check(trace, "pod")), expectations.diff(trace, "pod")
+    # Jaeger's own JSON: CHILD_OF references, crio log events as logs with log.* fields.
+    with urllib.request.urlopen(f"{jaeger.query_url}/api/traces/{trace[0].trace_id}", timeout=5) as resp:
+        raw = json.load(resp)["data"][0]
+    by_id = {s["spanID"]: s for s in raw["spans"]}
+    server = next(s for s in raw["spans"] if s["operationName"] == "runtime.v1.RuntimeService/RunPodSandbox"
+                  and raw["processes"][s["processID"]]["serviceName"] == "crio")
+    assert server["references"][0]["refType"] == "CHILD_OF"
+    assert by_id[server["references"][0]["spanID"]]["operationName"] == "runtime.v1.RuntimeService/RunPodSandbox"
+    run = next(s for s in raw["spans"] if s["operationName"].endswith("(*Server).runPodSandbox"))
+    fields = {f["key"]: f["value"] for f in run["logs"][0]["fields"]}
+    assert fields["event"] == "log" and fields["log.severity"] == "INFO"
+    assert fields["log.message"] == "Running pod sandbox: default/hello/POD"
+    wait = next(s for s in trace if s.name == "wait_for_exit_code")
+    exited = next(e for e in wait.events if e.name.startswith("Exited"))
+    assert exited.name == "Exited 0" and exited.attributes["exit_code"] == 0
+
+
+@pytest.mark.parametrize("case", ["crio-follows-parent", "no-kubelet-tracing", "crio-tracing-off"])
+def test_sampling_matrix_in_jaeger(jaeger, cri_stack, case):
+    options = {
+        "crio-follows-parent": {"crio_sampling_per_million": 0},
+        "no-kubelet-tracing": {"kubelet_tracing": False, "crio_sampling_per_million": 0},
+        "crio-tracing-off": {"crio_tracing": False, "conmon_tracing": False},
+    }[case]
+    stack = cri_stack(otlp_endpoint=jaeger.otlp_endpoint, **options)
+    uid = run_pod(stack)
+    crio_pid = stack.crio.pid
+    if case == "crio-follows-parent":
+        trace = wait_for_trace(jaeger.query, match=pod_uid_is(uid))
+        assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
+    elif case == "no-kubelet-tracing":
+        stack.stop()
+        time.sleep(2)  # anything recorded would have been exported by now
+        assert not [t for t in jaeger.query.traces("kubelet", limit=1000) if pod_uid_is(uid)(t)]
+        assert spans_of_process(jaeger, "crio", crio_pid) == []
+    else:
+        trace = wait_for_trace(jaeger.query, match=pod_uid_is(uid), services={"kubelet"})
+        stack.stop()
+        time.sleep(2)
+        assert {s.service for s in trace} == {"kubelet"}
+        assert {"syncPod", "runtime.v1.RuntimeService/RunPodSandbox", "runtime.v1.RuntimeService/CreateContainer",
+                "runtime.v1.RuntimeService/StartContainer"} <= {s.name for s in trace}
+        assert spans_of_process(jaeger, "crio", crio_pid) == []
+
+
+@pytest.mark.parametrize("runtime_type", ["oci", "pod"])
+def test_runtime_types_in_jaeger(jaeger, cri_stack, runtime_type):
+    stack = cri_stack(otlp_endpoint=jaeger.otlp_endpoint, runtime_type=runtime_type)
+    uid = run_pod(stack)
+    trace = wait_for_trace(jaeger.query, match=pod_uid_is(uid), runtime_type=runtime_type)
+    assert all(ok for _, ok in expectations.check(trace, runtime_type))
+    has_conmon = any(s.service == "conmonrs" for s in trace)
+    assert has_conmon is (runtime_type == "pod")
+
+
+def sleeper(stack, name: str) -> str:
+    import uuid
+
+    uid = str(uuid.uuid4())
+    (stack.manifests / f"{name}.yaml").write_text(SLEEPER.format(name=name, uid=uid))
+    return uid
+
+
+def test_jaeger_started_after_the_stack(jaeger_factory, cri_stack):
+    j = jaeger_factory(launch=False)
+    stack = cri_stack(otlp_endpoint=j.otlp_endpoint)
+    kubelet = stack.start_kubelet()
+    early = sleeper(stack, "early")
+    time.sleep(2.5)  # the pod starts while nothing listens for its spans
+    assert kubelet.popen.poll() is None
+    j.restart()  # now Jaeger comes up
+    late = sleeper(stack, "late")
+    trace = wait_for_trace(j.query, match=pod_uid_is(late), timeout=30)
+    assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
+    assert not [t for t in j.query.traces("kubelet", limit=1000) if pod_uid_is(early)(t)
+                and any(s.attributes.get("k8s.pod.update_type") == "create" for s in t)], \
+        "spans from before Jaeger came up were dropped, not queued forever"
+    took = stack.stop()
+    assert all(t < 2 for t in took.values()), took
+
+
+def test_jaeger_stopped_while_pods_run(jaeger_factory, cri_stack):
+    j = jaeger_factory()
+    stack = cri_stack(otlp_endpoint=j.otlp_endpoint)
+    stack.start_kubelet()
+    first = sleeper(stack, "first")
+    wait_for_trace(j.query, match=pod_uid_is(first), timeout=30)
+    j.stop()
+    sleeper(stack, "second")
+    import grpc
+
+    from cristack.pb.runtime.v1 import api_pb2 as pb
+    from cristack.pb.runtime.v1 import api_pb2_grpc as pbgrpc
+
+    deadline = time.monotonic() + 20
+    running: list[str] = []
+    with grpc.insecure_channel(stack.crio_endpoint) as ch:
+        rt = pbgrpc.RuntimeServiceStub(ch)
+        while time.monotonic() < deadline and len(running) < 2:
+            running = [c.id for c in rt.ListContainers(pb.ListContainersRequest()).containers
+                       if c.state == pb.CONTAINER_RUNNING]
+            time.sleep(0.1)
+    assert len(running) == 2, "the second pod runs although Jaeger is gone"
+    took = stack.stop()
+    assert all(t < 2 for t in took.values()), took
+
+
+def test_cristack_check_passes_and_names_missing_edges(jaeger):
+    ok = subprocess.run(component_argv("cristack", "check", "--jaeger", jaeger.query_url, "--otlp-endpoint",
+                                       jaeger.otlp_endpoint), capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "PASS: all" in ok.stdout and "FAIL" not in ok.stdout
+    bad = subprocess.run(component_argv("cristack", "check", "--jaeger", jaeger.query_url, "--otlp-endpoint",
+                                        jaeger.otlp_endpoint, "--no-crio-tracing"),
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+    assert "FAIL" in bad.stdout and "conmonrs-client: CreateContainer" in bad.stdout
+    assert "services in the trace: ['kubelet']" in bad.stdout
+    unreachable = subprocess.run(component_argv("cristack", "check", "--jaeger", "http://127.0.0.1:9"),
+                                 capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 2 and "no Jaeger query API answers" in unreachable.stderr
