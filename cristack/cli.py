@@ -61,6 +61,32 @@ def check(args: argparse.Namespace) -> int:
                      crio_tracing=not args.no_crio_tracing)
 
 
+def health(args: argparse.Namespace) -> int:
+    """For container healthchecks: 0 when the endpoint serves (a socket that accepts, or an
+    HTTP URL that answers 2xx)."""
+    import urllib.request
+
+    from cristack.procs import serving
+
+    target: str = args.endpoint
+    if target.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(target, timeout=args.timeout) as resp:
+                return 0 if 200 <= resp.status < 300 else 1
+        except OSError as err:
+            print(f"cristack health: {target}: {err}", file=sys.stderr)
+            return 1
+    try:
+        ep = parse_endpoint(target)
+    except ValueError as err:
+        print(f"cristack health: {err}", file=sys.stderr)
+        return 2
+    if serving(ep, timeout=args.timeout):
+        return 0
+    print(f"cristack health: nothing serves at {ep}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cristack", description="A mock Kubernetes node for tracing demos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OTLP HTTP /v1/traces and the query API (default 127.0.0.1:4318)")
     s.add_argument("--jsonl", type=Path, metavar="FILE", help="also append every request to FILE as OTLP JSON lines")
     s.set_defaults(func=sink)
+    h = sub.add_parser("health", help="exit 0 when an endpoint serves (for container healthchecks)")
+    h.add_argument("endpoint", help="unix:///PATH, HOST:PORT or http://HOST:PORT/PATH")
+    h.add_argument("--timeout", type=float, default=2.0)
+    h.set_defaults(func=health)
+
     c = sub.add_parser("check", help="run a pod against your Jaeger and check the trace's edges")
     c.add_argument("--jaeger", required=True, metavar="URL", help="Jaeger query URL, e.g. http://127.0.0.1:16686")
     c.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
