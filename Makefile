@@ -35,5 +35,12 @@ lint: $(STAMP)
 proto: $(STAMP)
 	$(PY) -m cristack.protogen
 
+bench: $(STAMP) tools
+	./scripts/install-tools.sh hotrod
+	$(PY) -m bench.run
+
+bench-quick: $(STAMP) tools
+	$(PY) -m bench.run --quick --out /tmp/cristack-benchmarks-quick.md
+
 clean:
 	rm -rf $(VENV) .tools .pytest_cache

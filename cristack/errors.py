@@ -7,6 +7,7 @@ as one line naming the file and key and turn into exit status 2.
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
@@ -68,6 +69,17 @@ class Internal(RpcError):
     code = grpc.StatusCode.INTERNAL
 
 
+OS_ERROR_CODES = {
+    errno.ENOSPC: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errno.EDQUOT: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errno.EMFILE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errno.ENFILE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errno.EROFS: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EACCES: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EPERM: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.ENAMETOOLONG: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
 T = TypeVar("T")
 
 
@@ -79,9 +91,11 @@ def _wrap(name: str, fn: Callable[..., Any], component: str) -> Callable[..., An
         except RpcError as err:
             await context.abort(err.code, str(err))
         except OSError as err:
-            # Disk full, read-only state dir, vanished files: the caller gets the reason.
+            # Disk full, read-only state dir, vanished files: the caller gets the reason and a
+            # code that says whose problem it is.
             log.error("%s %s failed: %s", component, name, err)
-            await context.abort(grpc.StatusCode.INTERNAL, f"{name}: {err.strerror or err}")
+            code = OS_ERROR_CODES.get(err.errno or 0, grpc.StatusCode.INTERNAL)
+            await context.abort(code, f"{name}: {err.strerror or err}")
         except grpc.aio.AbortError:
             raise
         except Exception as err:  # a bug of ours: log it fully, answer without a traceback

@@ -85,6 +85,7 @@ class Jaeger:
     otlp_endpoint: str
     query_url: str
     proc: subprocess.Popen | None = None
+    otlp_http: str = ""  # http://HOST:PORT of the OTLP/HTTP receiver, when we know it
     log_path: Path | None = None
     config_path: Path | None = None
     argv: list[str] = field(default_factory=list)
@@ -136,11 +137,12 @@ def start_jaeger(binary: str, workdir: Path, *, wait: bool = True, launch: bool 
                                     query_http=query_http, query_grpc=query_grpc, health=health))
     log_path = workdir / "jaeger.log"
     argv = [binary, "--config", str(config)]
+    j = Jaeger(f"127.0.0.1:{otlp_grpc}", f"http://127.0.0.1:{query_http}", None,
+               f"http://127.0.0.1:{otlp_http}", log_path, config, argv)
     if not launch:
-        return Jaeger(f"127.0.0.1:{otlp_grpc}", f"http://127.0.0.1:{query_http}", None, log_path, config, argv)
+        return j
     with log_path.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    j = Jaeger(f"127.0.0.1:{otlp_grpc}", f"http://127.0.0.1:{query_http}", proc, log_path, config, argv)
+        j.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if wait:
         try:
             j.wait_ready()

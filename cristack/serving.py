@@ -26,6 +26,40 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.so_reuseport", 0),
 )
 STOP_GRACE_S = 0.5
+DEFAULT_MAX_CONCURRENT_RPCS = 512
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not the message the method takes."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class SafeRequests(grpc.aio.ServerInterceptor):
+    """Answers bytes that do not decode as the method's request with INVALID_ARGUMENT (grpc
+    itself would answer INTERNAL), before any other interceptor or handler sees them."""
+
+    async def intercept_service(self, continuation, details):  # noqa: ANN001 - grpc's signature
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        decode, inner, method = handler.request_deserializer, handler.unary_unary, details.method
+
+        def safe_decode(data: bytes) -> object:
+            try:
+                return decode(data)
+            except Exception as err:  # noqa: BLE001 - any decode failure is the caller's
+                return _Undecodable(err)
+
+        async def checked(request: object, context: grpc.aio.ServicerContext) -> object:
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"{method}: the request is not a valid protobuf message: {request.error}")
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(checked, request_deserializer=safe_decode,
+                                                   response_serializer=handler.response_serializer)
 
 
 async def serve(
@@ -37,12 +71,15 @@ async def serve(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     on_started: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    max_concurrent_rpcs: int | None = None,
 ) -> None:
     """Binds ``endpoint``, serves until a stop signal, then runs ``on_stop``.
 
     ``private_parent`` makes the socket's directory 0700 (used for our default locations).
     """
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
+    # Over the limit, grpc answers RESOURCE_EXHAUSTED at once instead of queueing without bound.
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[SafeRequests(), *interceptors],
+                             maximum_concurrent_rpcs=max_concurrent_rpcs or DEFAULT_MAX_CONCURRENT_RPCS)
     register(server)
     if endpoint.path is not None:
         prepare_unix_listener(endpoint.path, private_parent=private_parent)

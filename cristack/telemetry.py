@@ -44,6 +44,13 @@ EXPORT_TIMEOUT_S = 1.0
 SCHEDULE_DELAY_MS = 200
 MAX_QUEUE = 4096
 SHUTDOWN_BUDGET_S = 1.2
+# gRPC's default reconnect back-off grows to two minutes: a collector that comes up late
+# would see no spans for that long. Retry at least every second instead.
+EXPORT_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
 
 propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
 
@@ -136,7 +143,8 @@ class Telemetry:
 
             # The SDK's exporter logs every failed batch; we say it once (QuietExporter).
             logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter").setLevel(logging.CRITICAL)
-            exporter = OTLPSpanExporter(endpoint=settings.endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S)
+            exporter = OTLPSpanExporter(endpoint=settings.endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S,
+                                        channel_options=EXPORT_CHANNEL_OPTIONS)
         self.exporter = QuietExporter(exporter, settings.endpoint, service_name)
         provider.add_span_processor(BatchSpanProcessor(
             self.exporter, max_queue_size=MAX_QUEUE, schedule_delay_millis=SCHEDULE_DELAY_MS,

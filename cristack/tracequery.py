@@ -78,7 +78,7 @@ def find_trace(query: JaegerQuery, *, service: str = "kubelet", operation: str =
     stable_since, last_count = 0.0, -1
     while time.monotonic() < deadline:
         candidates = [t for t in query.traces(service, operation)
-                      if (match is None or match(t)) and any(s.name == operation for s in t)]
+                      if (match is None or match(t)) and (not operation or any(s.name == operation for s in t))]
         if candidates:
             if not best and grace is not None:
                 deadline = min(deadline, time.monotonic() + grace)

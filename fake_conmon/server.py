@@ -6,16 +6,26 @@ import asyncio
 import contextlib
 import logging
 import platform
+import re
 import sys
 import time
 import uuid
 from pathlib import Path
 
 from cristack import __version__
-from cristack.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, serve_errors
+from cristack.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    serve_errors,
+)
 from cristack.pb.conmon.v1 import conmon_pb2 as cpb
 from cristack.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
-from cristack.supervise import ContainerProcess, container_env, exec_sync
+from cristack.supervise import MAX_EXEC_OUTPUT, ContainerProcess, OutputTooLarge, container_env, exec_sync
+from cristack.zygote import Zygote
+from cristack.zygote import enabled as zygote_enabled
 from fake_conmon.tracing import ConmonTracing, SpanHooks
 
 log = logging.getLogger(__name__)
@@ -23,6 +33,18 @@ log = logging.getLogger(__name__)
 # conmon-rs forgets a container once its exit is reported; we keep it a while so that a late
 # StopContainer still learns the exit code, then drop it so memory does not grow.
 FORGET_AFTER_S = 120.0
+
+
+VALID_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_id(cid: str) -> None:
+    """Container ids name directories here: nothing that could be a path, nothing too long."""
+    if not cid:
+        raise InvalidArgument("container id should not be empty")
+    if not VALID_ID.fullmatch(cid):
+        raise InvalidArgument(f"container id {cid[:40]!r}{'...' if len(cid) > 40 else ''} is not valid "
+                              "(1-128 letters, digits, '.', '_' or '-')")
 
 
 @serve_errors("fake-conmon", cgrpc.ConmonServicer)
@@ -33,14 +55,14 @@ class ConmonService(cgrpc.ConmonServicer):
         self.runtime_dir = runtime_dir
         self.tracing = tracing or ConmonTracing()
         self.hooks = SpanHooks(self.tracing)
+        self.zygote = Zygote() if zygote_enabled() else None
         self.instance_id = uuid.uuid4().hex
         self.containers: dict[str, ContainerProcess] = {}
         self.envs: dict[str, dict[str, str]] = {}
         self._forget: set[asyncio.Task] = set()
 
     def _get(self, cid: str) -> ContainerProcess:
-        if not cid:
-            raise InvalidArgument("container id should not be empty")
+        check_id(cid)
         proc = self.containers.get(cid)
         if proc is None:
             raise NotFound(f"container {cid} is not known to this monitor")
@@ -65,23 +87,25 @@ class ConmonService(cgrpc.ConmonServicer):
 
     async def _create(self, request: cpb.CreateContainerRequest) -> cpb.CreateContainerResponse:
         cid = request.id
-        if not cid:
-            raise InvalidArgument("container id should not be empty")
+        check_id(cid)
         if not request.command_args:
             raise InvalidArgument(f"container {cid}: command_args should not be empty")
         if cid in self.containers:
             raise AlreadyExists(f"container {cid} already exists")
         log_path = None
+        max_log = 0
         for driver in request.log_drivers:
             if not Path(driver.path).is_absolute():
                 raise InvalidArgument(f"log driver path {driver.path!r} is not absolute")
             log_path = Path(driver.path)
+            max_log = driver.max_size
         exit_paths = [Path(p) for p in request.exit_paths]
         if any(not p.is_absolute() for p in exit_paths):
             raise InvalidArgument("exit paths must be absolute")
         env = dict(request.env_vars) or container_env({}, cwd=request.cwd)
         proc = ContainerProcess(cid, list(request.command_args), env, self.runtime_dir / "workdirs" / cid,
-                                log_path, exit_paths=exit_paths, hooks=self.hooks)
+                                log_path, exit_paths=exit_paths, hooks=self.hooks, zygote=self.zygote,
+                                max_log_bytes=max_log)
         log.debug("Running: %s", list(request.command_args))
         pid = await proc.create()
         log.debug("Running child on PID: %d", pid)
@@ -138,7 +162,11 @@ class ConmonService(cgrpc.ConmonServicer):
         if proc.exited.done():
             raise FailedPrecondition(f"container {request.id} is not running")
         env = {**self.envs[request.id], **request.env_vars}
-        result = await exec_sync(list(request.command), env, proc.workdir, float(request.timeout_sec))
+        try:
+            result = await exec_sync(list(request.command), env, proc.workdir, float(request.timeout_sec),
+                                     self.zygote, max_output=MAX_EXEC_OUTPUT)
+        except OutputTooLarge as err:
+            raise ResourceExhausted(str(err)) from None
         return cpb.ExecSyncContainerResponse(exit_code=result.exit_code, stdout=result.stdout, stderr=result.stderr,
                                              timed_out=result.timed_out)
 
@@ -155,8 +183,7 @@ class ConmonService(cgrpc.ConmonServicer):
             return self._namespaces(request)
 
     def _namespaces(self, request: cpb.CreateNamespacesRequest) -> cpb.CreateNamespacesResponse:
-        if not request.pod_id:
-            raise InvalidArgument("pod_id should not be empty")
+        check_id(request.pod_id)
         base = Path(request.base_path) if request.base_path else self.runtime_dir / "ns"
         names = {cpb.CreateNamespacesRequest.IPC: "ipc", cpb.CreateNamespacesRequest.NET: "net",
                  cpb.CreateNamespacesRequest.PID: "pid", cpb.CreateNamespacesRequest.USER: "user",
@@ -171,5 +198,7 @@ class ConmonService(cgrpc.ConmonServicer):
             task.cancel()
         started = time.monotonic()
         await asyncio.gather(*(p.close() for p in self.containers.values()), return_exceptions=True)
+        if self.zygote is not None:
+            await self.zygote.close()
         with contextlib.suppress(Exception):
             log.info("closed %d containers in %.2fs", len(self.containers), time.monotonic() - started)

@@ -18,6 +18,9 @@ from cristack.endpoints import Endpoint, default_runtime_dir, parse_endpoint
 from cristack.errors import ConfigError
 from cristack.logs import parse_level
 from cristack.tomlconf import Layered, load_layers
+from fake_crio.faults import Faults
+from fake_crio.faults import load_file as load_faults
+from fake_crio.faults import parse as parse_faults
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ KNOWN_KEYS = {
     "crio.tracing.enable_tracing", "crio.tracing.tracing_endpoint",
     "crio.tracing.tracing_sampling_rate_per_million",
     "cristack.pull_latency_ms", "cristack.pod_logs_root", "cristack.record_calls",
+    "cristack.faults", "cristack.faults_seed", "cristack.max_containers", "cristack.max_concurrent_rpcs",
+    "cristack.max_log_bytes", "cristack.max_exec_seconds",
 }
 HANDLER_KEYS = {"runtime_type", "runtime_path", "runtime_root", "monitor_path", "monitor_endpoint",
                 "monitor_env", "monitor_cgroup", "allowed_annotations", "privileged_without_host_devices"}
@@ -73,6 +78,12 @@ class CrioConfig:
     pull_latency_ms: float = 20.0
     pod_logs_root: Path = Path("/var/log/pods")
     record_calls: Path | None = None
+    faults: Faults = field(default_factory=Faults)
+    # Resource caps: exceeding one fails that container or call, never the process.
+    max_containers: int = 4096
+    max_concurrent_rpcs: int = 512
+    max_log_bytes: int = 64 * 1024 * 1024
+    max_exec_seconds: float = 300.0
     sources: list[str] = field(default_factory=list)
 
 
@@ -110,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pull-latency-ms", type=float, help="mock: time a pull of an absent image takes")
     p.add_argument("--pod-logs-root", type=Path, help="mock: the only directory container logs may go to")
     p.add_argument("--record-calls", type=Path, help="mock: append each CRI call's method name to this file")
+    p.add_argument("--faults", type=Path, metavar="FILE",
+                   help="mock: faults.toml with latency/errors to inject into CRI methods or steps")
+    p.add_argument("--max-containers", type=int, help="mock: cap on containers held at once (default 4096)")
+    p.add_argument("--max-concurrent-rpcs", type=int, help="mock: calls served at once (default 512)")
     return p
 
 
@@ -195,6 +210,22 @@ def load(argv: list[str] | None = None) -> CrioConfig:
     runroot = pick(args.runroot, "crio.runroot", (str, Path), None)
     logs_root = pick(args.pod_logs_root, "cristack.pod_logs_root", (str, Path), "/var/log/pods")
     record = pick(args.record_calls, "cristack.record_calls", (str, Path), None)
+    if args.faults is not None:
+        faults = load_faults(args.faults)
+    else:
+        seed = layers.get("cristack.faults_seed", int, 0)
+        faults = parse_faults(layers.get("cristack.faults", list, []), seed, layers.source("cristack.faults"),
+                              "cristack.faults")
+    caps = {}
+    for key, kind, flag in (("max_containers", int, args.max_containers),
+                            ("max_concurrent_rpcs", int, args.max_concurrent_rpcs),
+                            ("max_log_bytes", int, None), ("max_exec_seconds", (int, float), None)):
+        value = pick(flag, f"cristack.{key}", kind, None)
+        if value is not None:
+            if value <= 0:
+                raise ConfigError(layers.source(f"cristack.{key}", f"--{key.replace('_', '-')}"),
+                                  f"cristack.{key}", "must be > 0")
+            caps[key] = value
     return CrioConfig(
         listen=listen,
         listen_is_default=listen_default,
@@ -209,5 +240,7 @@ def load(argv: list[str] | None = None) -> CrioConfig:
         pull_latency_ms=float(latency),
         pod_logs_root=Path(logs_root),
         record_calls=Path(record) if record else None,
+        faults=faults,
         sources=sorted(set(layers.sources.values())),
+        **caps,
     )

@@ -16,6 +16,7 @@ from cristack.serving import serve
 from cristack.telemetry import Telemetry, crio_telemetry
 from fake_crio import config as crio_config
 from fake_crio.calls import RecordCalls
+from fake_crio.faults import FaultInterceptor
 from fake_crio.server import Crio, ImageService, RuntimeService
 from fake_crio.tracing import CRIO_SCOPE, CrioTracing
 
@@ -23,7 +24,7 @@ log = logging.getLogger("fake_crio")
 
 
 async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry) -> None:
-    crio = Crio.create(cfg, CrioTracing(telemetry.provider))
+    crio = Crio.create(cfg, CrioTracing(telemetry.provider, cfg.faults))
 
     def register(server: grpc.aio.Server) -> None:
         pbgrpc.add_RuntimeServiceServicer_to_server(RuntimeService(crio), server)
@@ -31,6 +32,8 @@ async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry) -> None:
 
     interceptors: list[grpc.aio.ServerInterceptor] = [
         ServerTracing(telemetry.tracer(OTELGRPC_SCOPE), telemetry.tracer(CRIO_SCOPE))]
+    if cfg.faults:
+        interceptors.append(FaultInterceptor(cfg.faults))
     if cfg.record_calls:
         interceptors.append(RecordCalls(cfg.record_calls))
     log.info("fake-crio: %d sandboxes, %d containers, %d images in %s; default runtime %s (%s)",
@@ -41,7 +44,7 @@ async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry) -> None:
         await crio.close_runtimes()
 
     await serve("fake-crio", cfg.listen, register, private_parent=cfg.listen_is_default,
-                interceptors=interceptors, on_stop=stop)
+                interceptors=interceptors, on_stop=stop, max_concurrent_rpcs=cfg.max_concurrent_rpcs)
 
 
 def main(argv: list[str] | None = None) -> None:

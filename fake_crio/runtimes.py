@@ -18,10 +18,12 @@ from typing import Protocol
 import grpc
 
 from cristack.endpoints import parse_endpoint
-from cristack.errors import FailedPrecondition, RpcError, Unavailable
+from cristack.errors import FailedPrecondition, ResourceExhausted, RpcError, Unavailable
 from cristack.pb.conmon.v1 import conmon_pb2 as cpb
 from cristack.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
-from cristack.supervise import ContainerProcess, ExecResult, container_env, exec_sync
+from cristack.supervise import MAX_EXEC_OUTPUT, ContainerProcess, ExecResult, OutputTooLarge, container_env, exec_sync
+from cristack.zygote import Zygote
+from cristack.zygote import enabled as zygote_enabled
 from fake_crio.state import ContainerRecord, SandboxRecord
 from fake_crio.tracing import CrioTracing
 
@@ -65,11 +67,13 @@ class OciRuntime:
 
     runtime_type = "oci"
 
-    def __init__(self, name: str, workdirs: Path) -> None:
+    def __init__(self, name: str, workdirs: Path, max_log_bytes: int = 0) -> None:
         self.name = name
         self.workdirs = workdirs
+        self.max_log_bytes = max_log_bytes
         self.procs: dict[str, ContainerProcess] = {}
         self.envs: dict[str, dict[str, str]] = {}
+        self.zygote = Zygote() if zygote_enabled() else None
 
     async def create_sandbox(self, sb: SandboxRecord) -> None:
         return None  # no infra process: like CRI-O with drop_infra_ctr = true
@@ -77,7 +81,8 @@ class OciRuntime:
     async def create_container(self, c: ContainerRecord, sb: SandboxRecord, exit_path: Path) -> int:
         env = _env(c, sb)
         proc = ContainerProcess(c.id, c.argv, env, self.workdirs / c.id,
-                                Path(c.log_path) if c.log_path else None, exit_paths=[exit_path])
+                                Path(c.log_path) if c.log_path else None, exit_paths=[exit_path], zygote=self.zygote,
+                                max_log_bytes=self.max_log_bytes)
         pid = await proc.create()
         self.procs[c.id] = proc
         self.envs[c.id] = env
@@ -99,7 +104,11 @@ class OciRuntime:
 
     async def exec_sync(self, c: ContainerRecord, argv: list[str], timeout: int) -> ExecResult:
         self._proc(c)
-        return await exec_sync(argv, self.envs[c.id], self.workdirs / c.id, timeout)
+        try:
+            return await exec_sync(argv, self.envs[c.id], self.workdirs / c.id, timeout, self.zygote,
+                                   max_output=MAX_EXEC_OUTPUT)
+        except OutputTooLarge as err:
+            raise ResourceExhausted(str(err)) from None
 
     async def reopen_log(self, c: ContainerRecord) -> None:
         self._proc(c).reopen_log()
@@ -117,6 +126,8 @@ class OciRuntime:
 
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.procs.values()), return_exceptions=True)
+        if self.zygote is not None:
+            await self.zygote.close()
 
 
 class PodRuntime:
@@ -124,8 +135,9 @@ class PodRuntime:
 
     runtime_type = "pod"
 
-    def __init__(self, name: str, endpoint: str, tracing: CrioTracing | None = None) -> None:
+    def __init__(self, name: str, endpoint: str, tracing: CrioTracing | None = None, max_log_bytes: int = 0) -> None:
         self.name = name
+        self.max_log_bytes = max_log_bytes
         self.tracing = tracing or CrioTracing()
         self.endpoint = parse_endpoint(endpoint)
         self.channel = grpc.aio.insecure_channel(self.endpoint.grpc_target, options=CHANNEL_OPTIONS)
@@ -180,7 +192,8 @@ class PodRuntime:
         await self._call("CreateNamespaces", self.stub.CreateNamespaces, req)
 
     async def create_container(self, c: ContainerRecord, sb: SandboxRecord, exit_path: Path) -> int:
-        drivers = [cpb.LogDriver(type=cpb.LogDriver.CONTAINER_RUNTIME_INTERFACE, path=c.log_path)] if c.log_path else []
+        drivers = [cpb.LogDriver(type=cpb.LogDriver.CONTAINER_RUNTIME_INTERFACE, path=c.log_path,
+                                 max_size=self.max_log_bytes)] if c.log_path else []
         req = cpb.CreateContainerRequest(
             id=c.id, bundle_path="", exit_paths=[str(exit_path)], log_drivers=drivers,
             command_args=c.argv, env_vars=_env(c, sb), cwd=c.working_dir)

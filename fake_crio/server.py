@@ -15,7 +15,14 @@ from google.protobuf import json_format
 
 from cristack import __version__
 from cristack.applets import merge_command
-from cristack.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, serve_errors
+from cristack.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    serve_errors,
+)
 from cristack.files import confine
 from cristack.pb.runtime.v1 import api_pb2 as pb
 from cristack.pb.runtime.v1 import api_pb2_grpc as pbgrpc
@@ -60,14 +67,14 @@ class Crio:
 
     @classmethod
     def create(cls, config: CrioConfig, tracing: CrioTracing | None = None) -> Crio:
-        tracing = tracing or CrioTracing()
+        tracing = tracing or CrioTracing(faults=config.faults)
         store = Store(config.root, config.runroot)
         runtimes: dict[str, Runtime] = {}
         for name, handler in config.runtimes.items():
             if handler.runtime_type == "pod":
-                runtimes[name] = PodRuntime(name, handler.monitor_endpoint, tracing)
+                runtimes[name] = PodRuntime(name, handler.monitor_endpoint, tracing, config.max_log_bytes)
             else:
-                runtimes[name] = OciRuntime(name, store.work_dir)
+                runtimes[name] = OciRuntime(name, store.work_dir, config.max_log_bytes)
         return cls(config, store, ImageStore(config.root), runtimes, tracing)
 
     def runtime(self, handler: str) -> Runtime:
@@ -212,7 +219,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         rt = self.crio.runtime(request.runtime_handler)
         self.store.check_new_sandbox((md.name, md.namespace, md.uid, md.attempt))
         log.info("Running pod sandbox: %s/%s/POD", md.namespace, md.name)
-        with self.step("getSandboxIDMappings"):
+        async with self.step("getSandboxIDMappings"):
             pass  # no user namespaces in a mock; the step stays visible in the waterfall
         log_dir = self.crio.pod_log_dir(cfg.log_directory)
         sb = SandboxRecord(
@@ -236,7 +243,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
             log.info("Stopping pod sandbox: %s (not found; nothing to do)", request.pod_sandbox_id)
             return pb.StopPodSandboxResponse()
         log.info("Stopping pod sandbox: %s", request.pod_sandbox_id)
-        with self.step("stopPodSandbox"):
+        async with self.step("stopPodSandbox"):
             if sb.state == SANDBOX_NOTREADY:
                 log.info("Stopped pod sandbox (already stopped): %s", sb.id)
                 return pb.StopPodSandboxResponse()
@@ -254,7 +261,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
             log.info("Removing pod sandbox: %s (not found; nothing to do)", request.pod_sandbox_id)
             return pb.RemovePodSandboxResponse()
         log.info("Removing pod sandbox: %s", request.pod_sandbox_id)
-        with self.step("removePodSandbox"):
+        async with self.step("removePodSandbox"):
             for c in self.store.containers_of(sb.id):
                 await self._remove(c)
             self.store.delete_sandbox(sb.id)
@@ -282,7 +289,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
     @step_span("ListPodSandbox")
     async def ListPodSandbox(self, request, context):
         if request.HasField("filter"):
-            with self.step("filterSandboxList"):
+            async with self.step("filterSandboxList"):
                 items = [sandbox_message(sb) for sb in self.store.sandboxes.values()
                          if filters.sandbox_matches(sb, request.filter)]
         else:
@@ -303,6 +310,9 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         if sb.state != SANDBOX_READY:
             raise FailedPrecondition(f"pod sandbox {sb.id[:13]} is not ready; cannot create container in it")
         self.store.check_new_container(sb.id, cfg.metadata.name, cfg.metadata.attempt)
+        if len(self.store.containers) >= self.crio.config.max_containers:
+            raise ResourceExhausted(f"fake-crio holds {len(self.store.containers)} containers, its limit "
+                                    f"(max_containers); remove some first")
         stored = self.crio.images.find(cfg.image.image)
         if stored is None:
             raise NotFound(f"image {cfg.image.image!r} is not present on the node; pull it first: image not known")
@@ -312,7 +322,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         except ValueError as err:
             raise InvalidArgument(f"no command to run: {err}") from None
         log.info("Creating container: %s/%s/%s", sb.namespace, sb.name, cfg.metadata.name)
-        with self.step("setupContainerUser"):
+        async with self.step("setupContainerUser"):
             pass  # the image's user applies as is
         log_path = ""
         if cfg.log_path:
@@ -353,7 +363,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         return pb.StartContainerResponse()
 
     async def _stop(self, c: ContainerRecord, timeout: int) -> None:
-        with self.step("stopContainer"):
+        async with self.step("stopContainer"):
             await self._stop_container(c, timeout)
 
     async def _stop_container(self, c: ContainerRecord, timeout: int) -> None:
@@ -379,7 +389,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         return pb.StopContainerResponse()
 
     async def _remove(self, c: ContainerRecord) -> None:
-        with self.step("removeContainerInPod"):
+        async with self.step("removeContainerInPod"):
             await self._stop(c, 0)
             rt = self.crio.runtimes.get(c.runtime_handler)
             if rt is not None:
@@ -407,7 +417,7 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
     async def ListContainers(self, request, context):
         await self.crio.refresh_all()
         if request.HasField("filter"):
-            with self.step("filterContainerList"):
+            async with self.step("filterContainerList"):
                 items = [container_message(c) for c in self.store.containers.values()
                          if filters.container_matches(c, request.filter)]
         else:
@@ -453,9 +463,11 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
             raise InvalidArgument("ExecSync needs a command")
         if c.state != RUNNING:
             raise FailedPrecondition(f"container {c.id[:13]} is not running")
-        result = await self.crio.runtime(c.runtime_handler).exec_sync(c, list(request.cmd), request.timeout)
+        cap = self.crio.config.max_exec_seconds
+        timeout = cap if request.timeout <= 0 else min(request.timeout, cap)
+        result = await self.crio.runtime(c.runtime_handler).exec_sync(c, list(request.cmd), int(timeout))
         if result.timed_out:
-            raise DeadlineExceeded(f"command {' '.join(request.cmd)!r} timed out after {request.timeout}s")
+            raise DeadlineExceeded(f"command {' '.join(request.cmd)!r} timed out after {int(timeout)}s")
         return pb.ExecSyncResponse(stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code)
 
     async def ReopenContainerLog(self, request, context):
@@ -543,12 +555,12 @@ class ImageService(pbgrpc.ImageServiceServicer):
             img, parsed = lookup(ref)
         except ImageNotFound as err:
             log.info("Pulling image: %s", ref)
-            with self.step("pullImage"):
+            async with self.step("pullImage", ref):
                 message = f"initializing source docker://{ref}: {err}"
                 log.error("Error pulling image %s: %s", ref, message, extra={"error_type": "*errors.errorString"})
                 raise NotFound(message) from None
         log.info("Pulling image: %s", ref)
-        with self.step("pullImage"):
+        async with self.step("pullImage"):
             log.info("Trying to access %s", f'"{parsed}"')
             if self.crio.config.pull_latency_ms > 0:
                 await asyncio.sleep(self.crio.config.pull_latency_ms / 1000)

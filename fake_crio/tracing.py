@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from opentelemetry import trace
@@ -19,23 +19,28 @@ from opentelemetry.trace import SpanKind
 
 from cristack.rpctrace import inject
 from cristack.telemetry import error_status, tracer_without_scope
+from fake_crio.faults import Faults
 
 SERVER_PREFIX = "github.com/cri-o/cri-o/server.(*Server)."
 CRIO_SCOPE = "crio"
 
 
 class CrioTracing:
-    def __init__(self, provider: trace.TracerProvider | None = None) -> None:
+    def __init__(self, provider: trace.TracerProvider | None = None, faults: Faults | None = None) -> None:
         provider = provider or trace.NoOpTracerProvider()
         self.steps = tracer_without_scope(provider)
         self.crio = provider.get_tracer(CRIO_SCOPE)
+        self.faults = faults or Faults()
 
-    @contextlib.contextmanager
-    def step(self, func: str) -> Iterator[trace.Span]:
-        """A span for one of CRI-O's server functions. A failure marks it ERROR with the error's
-        message (never a Python traceback)."""
+    @contextlib.asynccontextmanager
+    async def step(self, func: str, subject: str = "") -> AsyncIterator[trace.Span]:
+        """A span for one of CRI-O's server functions. Injected faults for ``func`` (latency,
+        errors) happen inside it, so the waterfall shows where they are. A failure marks it ERROR
+        with the error's message (never a Python traceback)."""
         with self.steps.start_as_current_span(SERVER_PREFIX + func, record_exception=False,
                                               set_status_on_exception=False) as span, error_status(span):
+            if self.faults:
+                await self.faults.apply(func, subject)
             yield span
 
     @contextlib.contextmanager
@@ -51,7 +56,7 @@ def step_span(func: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(handler)
         async def wrapper(self: Any, request: Any, context: Any) -> Any:
-            with self.step(func):
+            async with self.step(func, str(request)):
                 return await handler(self, request, context)
 
         return wrapper

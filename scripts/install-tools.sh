@@ -22,7 +22,12 @@ tools=(
   # v1 tags). tools/jaeger/go.sum is seeded from Jaeger's own go.sum, so no checksum lookups
   # beyond the module proxy are needed.
   "jaeger|v2.13.0|github.com/jaegertracing/jaeger/cmd/jaeger"
+  # HotROD, Jaeger's demo application, from the same pinned module (benchmarks only).
+  "hotrod|v2.13.0|github.com/jaegertracing/jaeger/examples/hotrod"
 )
+# Which tools to install: the arguments, or crictl and jaeger (what `make test` needs).
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=(crictl jaeger)
 
 if ! command -v go >/dev/null 2>&1; then
   echo "make tools: Go is not installed; skipping crictl and Jaeger (their e2e tests will skip)." >&2
@@ -32,11 +37,14 @@ fi
 status=0
 for entry in "${tools[@]}"; do
   IFS='|' read -r name version pkg <<<"$entry"
+  [[ " ${wanted[*]} " == *" $name "* ]] || continue
   dest="$cache/$name-$version/bin"
   if [ ! -x "$dest/$name" ]; then
     echo "make tools: building $name $version with go install (first time only; cached in $dest)"
     mkdir -p "$dest"
-    if ! (cd "$root/tools/$name" && GOFLAGS=-mod=mod GOBIN="$dest" go install "$pkg"); then
+    module="$root/tools/$name"
+    [ -d "$module" ] || module="$root/tools/jaeger"  # hotrod lives in the Jaeger module
+    if ! (cd "$module" && GOFLAGS=-mod=mod GOBIN="$dest" go install "$pkg"); then
       echo "make tools: building $name failed" >&2
       status=1
       continue

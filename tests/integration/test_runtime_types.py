@@ -146,3 +146,20 @@ def test_pod_containers_survive_a_crio_restart(tmp_path):
     finally:
         crio.close()
         conmon.proc.stop()
+
+
+def test_stop_right_after_start_is_never_lost(any_crio):
+    """A container stopped a moment after it started (before its process made its own session)
+    still gets the signal: the stop returns promptly every time."""
+    rt = any_crio.runtime()
+    any_crio.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
+    pod = pod_config(name="quick", uid="quick-uid")
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=pod)).pod_sandbox_id
+    for i in range(25):
+        cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config(
+            f"c{i}", command=["sleep", "600"]))).container_id
+        rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+        started = time.monotonic()
+        rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=0), timeout=10)
+        assert time.monotonic() - started < 3
+        assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_EXITED

@@ -159,11 +159,15 @@ def test_kubelet_sync_span(memory) -> None:
 def test_crio_step_and_client_spans(memory) -> None:
     provider, exporter = memory
     tr = CrioTracing(provider)
-    with pytest.raises(NotFound):
-        with tr.step("pullImage"):
+
+    async def go() -> None:
+        async with tr.step("pullImage"):
             with tr.client("CreateContainer") as metadata:
                 assert metadata["traceparent"].startswith("00-")
             raise NotFound("manifest unknown")
+
+    with pytest.raises(NotFound):
+        asyncio.run(go())
     client, step = exporter.get_finished_spans()
     assert step.name == "github.com/cri-o/cri-o/server.(*Server).pullImage"
     assert step.instrumentation_scope.name == ""

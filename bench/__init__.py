@@ -1,0 +1,1 @@
+"""cristack's benchmark harness (`make bench`, `make bench-quick`)."""
