@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint proto tools bench bench-quick clean
+.PHONY: demo test test-fast lint proto tools bench bench-quick soak clean
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -41,6 +41,10 @@ bench: $(STAMP) tools
 
 bench-quick: $(STAMP) tools
 	$(PY) -m bench.run --quick --out /tmp/cristack-benchmarks-quick.md
+
+# The full soak (1,000 pod lifecycles at concurrency 20); make test runs a short one.
+soak: $(STAMP)
+	CRISTACK_SOAK=1 $(PY) -m pytest -q tests/integration/test_soak.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache

@@ -257,17 +257,19 @@ class ContainerProcess:
             nonlocal total
             while chunk := await stream.read(READ_CHUNK):
                 hooks.event(f"Read {len(chunk)} bytes", "TRACE", stream=name, bytes=len(chunk))
-                total += len(chunk)
                 if self.max_log_bytes and total > self.max_log_bytes:
                     self._over_limit()
                     continue  # keep draining the pipe so the process is not blocked while it dies
                 if self._log is not None:
                     try:
                         written = self._log.write(name, chunk)
+                        total += written  # the cap is on what reaches the disk, line framing included
                         hooks.event(f"Wrote {written} bytes to log", "TRACE", stream=name, bytes=written)
                     except OSError as err:
                         log.error("container %s: writing log %s failed: %s", self.id, self.log_path, err)
                         self._log = None
+                else:
+                    total += len(chunk)
             if self._log is not None:
                 self._log.flush_partial(name)
 

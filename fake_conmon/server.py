@@ -7,6 +7,7 @@ import contextlib
 import logging
 import platform
 import re
+import shutil
 import sys
 import time
 import uuid
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # conmon-rs forgets a container once its exit is reported; we keep it a while so that a late
 # StopContainer still learns the exit code, then drop it so memory does not grow.
-FORGET_AFTER_S = 120.0
+FORGET_AFTER_S = 30.0
 
 
 VALID_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -116,16 +117,20 @@ class ConmonService(cgrpc.ConmonServicer):
         return cpb.CreateContainerResponse(container_pid=pid)
 
     def _schedule_forget(self, cid: str) -> None:
-        async def forget() -> None:
+        async def later() -> None:
             await asyncio.sleep(FORGET_AFTER_S)
-            proc = self.containers.pop(cid, None)
-            self.envs.pop(cid, None)
-            if proc is not None:
-                await proc.close()
+            await self._forget_now(cid)
 
-        task = asyncio.get_running_loop().create_task(forget())
+        task = asyncio.get_running_loop().create_task(later())
         self._forget.add(task)
         task.add_done_callback(self._forget.discard)
+
+    async def _forget_now(self, cid: str) -> None:
+        proc = self.containers.pop(cid, None)
+        self.envs.pop(cid, None)
+        if proc is not None:
+            await proc.close()
+            shutil.rmtree(proc.workdir, ignore_errors=True)
 
     async def StartContainer(self, request, context):
         with self.tracing.root("start_container", request.metadata, container_id=request.id):
@@ -147,6 +152,8 @@ class ConmonService(cgrpc.ConmonServicer):
         proc = self._get(request.id)
         status = await proc.stop(max(request.timeout_sec, 0), request.signal or 15)
         log.info("stopped container %s: exit code %d", request.id[:13], status.code)
+        # Its exit is recorded in the exit files; fake-crio has no further use for it here.
+        await self._forget_now(request.id)
         return cpb.StopContainerResponse(exit_code=status.code, finished_at=status.finished_at)
 
     async def ExecSyncContainer(self, request, context):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Protocol
@@ -118,6 +119,7 @@ class OciRuntime:
         self.envs.pop(c.id, None)
         if proc is not None:
             await proc.close()
+        shutil.rmtree(self.workdirs / c.id, ignore_errors=True)
 
     async def lost(self, c: ContainerRecord) -> str:
         if c.id in self.procs:
@@ -213,7 +215,12 @@ class PodRuntime:
 
     async def stop_container(self, c: ContainerRecord, timeout: int) -> None:
         req = cpb.StopContainerRequest(id=c.id, timeout_sec=timeout)
-        await self._call("StopContainer", self.stub.StopContainer, req)
+        try:
+            await self._call("StopContainer", self.stub.StopContainer, req)
+        except RpcError as err:
+            if err.code != grpc.StatusCode.NOT_FOUND:
+                raise
+            # The monitor already forgot it: it exited and its exit file is written.
 
     async def exec_sync(self, c: ContainerRecord, argv: list[str], timeout: int) -> ExecResult:
         req = cpb.ExecSyncContainerRequest(id=c.id, timeout_sec=max(timeout, 0), command=argv)

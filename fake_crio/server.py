@@ -344,7 +344,13 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
             annotations=dict(cfg.annotations), config=_dict(cfg),
             resources=_dict(cfg.linux.resources) if cfg.linux.HasField("resources") else {})
         c.pid = await rt.create_container(c, sb, self.store.exit_path(c.id))
-        self.store.save_container(c)
+        try:
+            self.store.save_container(c)
+        except OSError:
+            # Not recorded means not created: take the held process back down.
+            await rt.remove_container(c)
+            self.store.containers.pop(c.id, None)
+            raise
         log.info("Created container %s: %s/%s/%s", c.id, sb.namespace, sb.name, c.name)
         return pb.CreateContainerResponse(container_id=c.id)
 

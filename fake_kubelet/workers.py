@@ -129,7 +129,6 @@ class PodWorker:
             status = await self.cache.get_newer_than(self.pod.uid, self.last_sync)
             if self.terminate_requested:
                 continue
-            started = time.monotonic()
             try:
                 await self.sync_pod(status, "create" if first else "sync")
             except grpc.aio.AioRpcError as err:
@@ -139,7 +138,9 @@ class PodWorker:
                 log.exception("pod %s: syncPod failed unexpectedly", self.pod.full_name)
                 self._retry_at = time.monotonic() + 1.0
             first = False
-            self.last_sync = started
+            # The next sync must see a status listed after this one finished, or it would act
+            # on a listing taken before (say) its CreateContainer, and create it twice.
+            self.last_sync = time.monotonic()
             self.view.syncs += 1
             self.on_view(self.view)
             if self.view.phase in (SUCCEEDED, FAILED):

@@ -85,3 +85,41 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"{path}: crio.tracing.enable_tracing: expected bool" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[[fault]]\nlatency_ms = 5\n', "fault[0].target"),
+    ('[[fault]]\ntarget = "x"\nerror = "NOPE"\n', "fault[0].error"),
+    ('[[fault]]\ntarget = "x"\nrate = 2\n', "fault[0].rate"),
+    ('[[fault]]\ntarget = "x"\nsurprise = 1\n', "fault[0]"),
+    ('seed = "a"\n', "seed"),
+    ('[fault\n', ""),
+])
+def test_faults_file_errors_name_file_and_entry(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path / "faults.toml", text)
+    with pytest.raises(ConfigError) as err:
+        config.load(["--faults", str(path)])
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_faults_are_seeded_and_deterministic(tmp_path: Path) -> None:
+    import asyncio
+
+    from fake_crio.faults import InjectedError
+
+    path = write(tmp_path / "faults.toml", 'seed = 3\n[[fault]]\ntarget = "PullImage"\nerror = "UNAVAILABLE"\n'
+                                           'rate = 0.5\n')
+
+    def outcomes() -> list[bool]:
+        faults = config.load(["--faults", str(path)]).faults
+        out = []
+        for _ in range(40):
+            try:
+                asyncio.run(faults.apply("PullImage"))
+                out.append(False)
+            except InjectedError:
+                out.append(True)
+        return out
+
+    first = outcomes()
+    assert first == outcomes() and 8 < sum(first) < 32

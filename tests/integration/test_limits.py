@@ -1,0 +1,197 @@
+"""Trust boundaries and caps: oversized and concurrent requests, resource caps, host
+binaries, path escapes, TCP exposure."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cristack.crilog import read_log
+from cristack.pb.runtime.v1 import api_pb2 as pb
+from cristack.pb.runtime.v1 import api_pb2_grpc as pbgrpc
+from tests.conftest import container_config, free_port, pod_config, start_crio
+from tests.integration.test_crio_lifecycle import wait_exited
+
+
+def ready_pod(crio, name="lim"):
+    rt = crio.runtime()
+    crio.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
+    return rt, rt.RunPodSandbox(pb.RunPodSandboxRequest(config=pod_config(name, f"{name}-uid"))).pod_sandbox_id
+
+
+def test_oversized_message_is_resource_exhausted(crio):
+    rt = crio.runtime()
+    big = pb.RunPodSandboxRequest(config=pod_config())
+    big.config.annotations["blob"] = "x" * (17 * 1024 * 1024)
+    with pytest.raises(grpc.RpcError) as err:
+        rt.RunPodSandbox(big, timeout=30)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rt.Version(pb.VersionRequest()).runtime_name == "cri-o"
+
+
+def test_too_many_concurrent_calls_are_refused(tmp_path):
+    crio = start_crio(tmp_path, "--max-concurrent-rpcs", "4")
+    try:
+        rt, sid = ready_pod(crio)
+        cid = crio.runtime().CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=sid, config=container_config(command=["sleep", "60"]))).container_id
+        rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+
+        async def flood() -> list[grpc.StatusCode]:
+            async with grpc.aio.insecure_channel(crio.endpoint) as ch:
+                stub = pbgrpc.RuntimeServiceStub(ch)
+
+                async def one() -> grpc.StatusCode:
+                    try:
+                        await stub.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sleep", "1"], timeout=5))
+                        return grpc.StatusCode.OK
+                    except grpc.aio.AioRpcError as e:
+                        return e.code()
+
+                return await asyncio.gather(*(one() for _ in range(20)))
+
+        codes = asyncio.run(flood())
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
+        assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert rt.Version(pb.VersionRequest()).runtime_name == "cri-o"
+    finally:
+        crio.close()
+
+
+def test_container_cap(tmp_path):
+    crio = start_crio(tmp_path, "--max-containers", "2")
+    try:
+        rt, sid = ready_pod(crio)
+        for i in range(2):
+            rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config(f"c{i}")))
+        with pytest.raises(grpc.RpcError) as err:
+            rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config("c3")))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_containers" in err.value.details()
+    finally:
+        crio.close()
+
+
+def test_output_cap_kills_the_container_not_the_runtime(tmp_path):
+    conf = tmp_path / "crio.conf"
+    conf.write_text("[cristack]\nmax_log_bytes = 20000\n")
+    crio = start_crio(tmp_path, config=conf)
+    try:
+        rt, sid = ready_pod(crio)
+        cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config(
+            command=["seq", "1", "100000000"]))).container_id
+        rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+        status = wait_exited(rt, cid, timeout=20)
+        assert status.exit_code == 137
+        log = read_log(status.log_path)
+        assert any("output exceeded 20000 bytes" in text for _, text in log)
+        assert os.path.getsize(status.log_path) < 20_000 + 64 * 1024  # the cap, plus at most one read
+        assert rt.Version(pb.VersionRequest()).runtime_name == "cri-o"
+    finally:
+        crio.close()
+
+
+def test_exec_caps(tmp_path):
+    conf = tmp_path / "crio.conf"
+    conf.write_text("[cristack]\nmax_exec_seconds = 1\n")
+    crio = start_crio(tmp_path, config=conf)
+    try:
+        rt, sid = ready_pod(crio)
+        cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config(
+            command=["sleep", "60"]))).container_id
+        rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:  # timeout 0 means "no timeout", but the cap holds
+            rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sleep", "30"], timeout=0))
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() - started < 5
+        with pytest.raises(grpc.RpcError) as err:
+            rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["seq", "1", "10000000"], timeout=1))
+        assert err.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED)
+        assert rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["echo", "ok"])).stdout == b"ok\n"
+    finally:
+        crio.close()
+
+
+@pytest.mark.parametrize("command", [
+    ["/usr/bin/touch", "{marker}"],
+    ["sh", "-c", "/usr/bin/touch {marker}"],
+    ["env", "PATH=/usr/bin:/bin", "touch", "{marker}"],
+    ["python3", "-c", "open('{marker}', 'w')"],
+    ["bash", "-c", "touch {marker}"],
+])
+def test_no_request_runs_a_host_binary(any_crio, tmp_path, command):
+    marker = tmp_path / "pwned"
+    rt, sid = ready_pod(any_crio)
+    cfg = container_config(command=[c.format(marker=marker) for c in command])
+    cfg.working_dir = "/usr/bin"
+    cfg.envs.add(key="PATH", value="/usr/local/bin:/usr/bin:/bin")
+    cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=cfg)).container_id
+    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+    status = wait_exited(rt, cid)
+    assert status.exit_code == 127
+    assert not marker.exists()
+    out = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["/bin/sh", "-c", f"touch {marker}"])) \
+        if status.state == pb.CONTAINER_RUNNING else None
+    assert out is None or out.exit_code != 0
+
+
+def test_symlink_out_of_the_log_root_is_refused(crio, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    crio.logs_root.mkdir(parents=True, exist_ok=True)
+    (crio.logs_root / "sneaky").symlink_to(outside)
+    rt = crio.runtime()
+    cfg = pod_config("sym", "sym-uid")
+    cfg.log_directory = "sneaky/pod"
+    with pytest.raises(grpc.RpcError) as err:
+        rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    crio.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=pod_config("ok", "ok-uid"))).pod_sandbox_id
+    cfg = container_config()
+    cfg.log_path = "../sneaky/escape.log"
+    with pytest.raises(grpc.RpcError) as err:
+        rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=cfg))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(outside.iterdir()) == []
+
+
+def test_tcp_listener_off_loopback_warns(tmp_path):
+    from cristack.endpoints import parse_endpoint
+    from cristack.procs import start
+
+    port = free_port()
+    proc = start("fake-crio", ["--listen", f"0.0.0.0:{port}", "--root", str(tmp_path / "r"), "--runroot",
+                               str(tmp_path / "rr"), "--pod-logs-root", str(tmp_path / "p")], tmp_path / "crio.log",
+                 endpoint=parse_endpoint(f"127.0.0.1:{port}"))
+    try:
+        assert "not loopback: anyone who can reach it can drive it" in proc.log_text()
+    finally:
+        proc.stop()
+    proc = start("fake-crio", ["--listen", f"127.0.0.1:{port}", "--root", str(tmp_path / "r"), "--runroot",
+                               str(tmp_path / "rr"), "--pod-logs-root", str(tmp_path / "p")],
+                 tmp_path / "crio2.log", endpoint=parse_endpoint(f"127.0.0.1:{port}"))
+    try:
+        assert "not loopback" not in proc.log_text()
+    finally:
+        proc.stop()
+
+
+def test_default_socket_dir_is_private(tmp_path):
+    from cristack.endpoints import parse_endpoint
+    from cristack.procs import start
+
+    env = {"XDG_RUNTIME_DIR": str(tmp_path / "xdg")}
+    sock = tmp_path / "xdg" / f"cristack-{os.getuid()}" / "crio.sock"
+    proc = start("fake-crio", ["--root", str(tmp_path / "r"), "--runroot", str(tmp_path / "rr")],
+                 tmp_path / "crio.log", endpoint=parse_endpoint(str(sock)), env=env)
+    try:
+        assert oct(sock.parent.stat().st_mode & 0o777) == "0o700"
+        assert oct(sock.stat().st_mode & 0o777) == "0o660"
+    finally:
+        proc.stop()
+    assert Path(sock).exists() is False
