@@ -273,8 +273,7 @@ class Bench:
                                                                    kubelet_config={"readOnlyPort": port}))
             self.stacks.append(s)
             t0 = time.monotonic()
-            s.start_runtime()
-            s.start_kubelet()
+            s.start()
             while True:
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
@@ -409,8 +408,7 @@ class Bench:
             self.stacks.append(s)
             t0 = time.monotonic()
             uid = s.add_unique_manifest(example("pods", "hello.yaml"))
-            s.start_runtime()
-            s.start_kubelet()
+            s.start()
             find_trace(query, match=pod_uid_is(uid), timeout=60, settle=1.0)
             ours.append(time.monotonic() - t0 - 1.0)
             rss_ours = max(rss_ours, sum(rss_kb(getattr(s, n).pid) for n in ("conmon", "crio", "kubelet")) / 1024)

@@ -22,17 +22,41 @@ def _endpoint(text: str) -> str:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from cristack.demo import DemoOptions, run_demo
+    from cristack import scenarios
+    from cristack.demo import DemoOptions, run_demo, run_scenarios
 
-    return run_demo(DemoOptions(pods=[Path(p) for p in args.pod], runtime_type=args.runtime_type,
-                                otlp_endpoint=args.otlp_endpoint, json_out=args.json, html_out=args.html,
-                                keep=args.keep, quiet=args.quiet))
+    opts = DemoOptions(pods=[Path(p) for p in args.pod], runtime_type=args.runtime_type,
+                       otlp_endpoint=args.otlp_endpoint, json_out=args.json, html_out=args.html, keep=args.keep,
+                       quiet=args.quiet)
+    if args.list:
+        for name in scenarios.names():
+            print(f"{name:20s} {scenarios.load(name).title}")
+        return 0
+    if args.scenario:
+        known = scenarios.names()
+        wanted = known if args.scenario == "all" else [args.scenario]
+        if args.scenario != "all" and args.scenario not in known:
+            print(f"cristack demo: no scenario {args.scenario!r}; `cristack demo --list` shows them", file=sys.stderr)
+            return 2
+        return run_scenarios(wanted, opts)
+    return run_demo(opts)
 
 
 def up(args: argparse.Namespace) -> int:
     from cristack.demo import run_up
 
-    return run_up(args.manifests, args.runtime_type, args.otlp_endpoint, args.otlp_port, args.http_port)
+    scenario = None
+    if args.scenario:
+        from cristack import scenarios
+        from cristack.errors import ConfigError
+
+        try:
+            scenario = scenarios.load(args.scenario)
+        except ConfigError as err:
+            print(f"cristack up: {err}", file=sys.stderr)
+            return 2
+    return run_up(args.manifests, args.runtime_type, args.otlp_endpoint, args.otlp_port, args.http_port,
+                  scenario=scenario)
 
 
 def sink(args: argparse.Namespace) -> int:
@@ -102,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML waterfall")
     d.add_argument("--keep", action="store_true", help="leave the stack running afterwards (Ctrl-C stops it)")
     d.add_argument("--quiet", "-q", action="store_true", help="only the containers' output and errors")
+    d.add_argument("--scenario", metavar="NAME", help="run a workshop scenario (or 'all': one line each)")
+    d.add_argument("--list", action="store_true", help="list the workshop scenarios")
     d.set_defaults(func=demo)
 
     u = sub.add_parser("up", help="run the stack until Ctrl-C; drop pod manifests into its directory")
@@ -111,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send traces here instead of the embedded sink")
     u.add_argument("--otlp-port", type=int, default=0, help="embedded sink's OTLP gRPC port (default: free port)")
     u.add_argument("--http-port", type=int, default=0, help="embedded sink's query API port (default: free port)")
+    u.add_argument("--scenario", metavar="NAME", help="start with a workshop scenario's configs and manifests")
     u.set_defaults(func=up)
 
     s = sub.add_parser("sink", help="the OTLP receiver alone, with a Jaeger-compatible query API")

@@ -161,8 +161,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     follower = None
     rc = 1
     try:
-        stack.start_runtime()
-        kubelet = stack.start_kubelet(runonce=True)
+        kubelet = stack.start(runonce=True)
         say(f"running {', '.join(p.name for p in pods)} with fake-kubelet --runonce")
         if not opts.quiet:
             follower = threading.Thread(target=_follow, args=(stack.base / "kubelet.log", stop_follow, console),
@@ -241,7 +240,7 @@ def keep_running(stack: Stack, sink: Sink | None, console: Console, rc: int) -> 
 
 
 def run_up(manifests: Path | None, runtime_type: str, otlp_endpoint: str | None, grpc_port: int, http_port: int,
-           console: Console | None = None) -> int:
+           console: Console | None = None, scenario=None) -> int:  # noqa: ANN001 - a scenarios.Scenario
     """``cristack up``: the long-running stack; drop pod files into the manifests directory."""
     console = console or Console()
     sink = None
@@ -255,13 +254,23 @@ def run_up(manifests: Path | None, runtime_type: str, otlp_endpoint: str | None,
             return 1
         endpoint = addrs.otlp_endpoint
     base = Path(tempfile.mkdtemp(prefix="cristack-up-"))
-    stack = Stack(base, StackOptions(runtime_type=runtime_type, otlp_endpoint=endpoint))
+    if scenario is not None:
+        from cristack.scenarios import stack_options
+
+        options = stack_options(scenario, runtime_type, endpoint)
+        options.relist_period, options.file_check_frequency = "1s", "1s"
+    else:
+        options = StackOptions(runtime_type=runtime_type, otlp_endpoint=endpoint)
+    stack = Stack(base, options)
     if manifests is not None:
         manifests.mkdir(parents=True, exist_ok=True)
         stack.manifests = manifests.resolve()
+    if scenario is not None:
+        for path in scenario.manifests:
+            shutil.copyfile(path, stack.manifests / path.name)
+        console.print(f"scenario {scenario.name}: {scenario.title} (see {scenario.dir / 'README.md'})")
     try:
-        stack.start_runtime()
-        stack.start_kubelet()
+        stack.start()
     except Exception as e:  # noqa: BLE001
         Console(stderr=True).print(f"cristack up: {e}")
         stack.stop()
@@ -285,3 +294,44 @@ def run_up(manifests: Path | None, runtime_type: str, otlp_endpoint: str | None,
     console.print(f"stopped ({', '.join(f'{k} {v:.2f}s' for k, v in took.items())})")
     return 0
 
+
+
+def run_scenarios(names: list[str], opts: DemoOptions, console: Console | None = None) -> int:
+    """``cristack demo --scenario NAME`` (or ``all``): run workshop scenarios and show what to
+    find in their traces; with ``all``, one line per scenario."""
+    from cristack import scenarios
+
+    console = console or make_console()
+    summary = len(names) > 1
+    failed = 0
+    for name in names:
+        scenario = scenarios.load(name)
+        if not summary and not opts.quiet:
+            console.print(f"[bold]cristack demo --scenario {name}[/bold]: {scenario.title}")
+        say = (lambda _m: None) if summary or opts.quiet else (lambda m: console.print(m, highlight=False))
+        runs, finding = scenarios.run_scenario(name, say)
+        failed += not finding.ok
+        if summary:
+            mark = "[green]OK[/green]" if finding.ok else "[red]MISSING[/red]"
+            ids = " ".join(finding.trace_ids[:3]) or "-"
+            console.print(f"{mark} {name:20s} {finding.summary}  [dim]traces: {ids}[/dim]", highlight=False)
+            continue
+        for run in runs:
+            for key, lines in run.pod_logs.items():
+                for line in lines[:5]:
+                    console.print(f"[{key}] {line}", markup=False, highlight=False)
+        if not opts.quiet:
+            console.rule("what to look at")
+            shown = 0
+            for run in runs:
+                for trace_id in finding.trace_ids:
+                    spans = run.store.trace(trace_id)
+                    if spans and shown < 3:
+                        root = min(spans, key=lambda sp: sp.start)
+                        print_trace(console, build(spans), f"{root.service}: {root.name} · trace {trace_id}")
+                        shown += 1
+        console.print(("finding: " if finding.ok else "finding NOT seen: ") + finding.summary, highlight=False)
+        views = [(f"{name} · trace {t}", build(run.store.trace(t))) for run in runs for t in finding.trace_ids
+                 if run.store.trace(t)]
+        write_outputs(runs[0].store, views, opts, console)
+    return 1 if failed else 0

@@ -153,12 +153,26 @@ class Stack:
         return env
 
     def start_runtime(self) -> None:
-        """Starts fake-conmon (for runtime type pod) and fake-crio, and waits until they serve."""
+        """Starts fake-conmon (for runtime type pod) and fake-crio side by side, and waits until
+        both serve (crio connects to the monitor lazily, so neither waits for the other)."""
         if self.opts.runtime_type == "pod":
             self.conmon = start("fake-conmon", self.conmon_args(), self.base / "conmon.log",
-                                endpoint=parse_endpoint(str(self.conmon_socket)), env=self._env())
+                                endpoint=parse_endpoint(str(self.conmon_socket)), env=self._env(), wait=False)
         self.crio = start("fake-crio", self.crio_args(), self.base / "crio.log",
-                          endpoint=parse_endpoint(str(self.crio_socket)), env=self._env())
+                          endpoint=parse_endpoint(str(self.crio_socket)), env=self._env(), wait=False)
+        for proc in (self.conmon, self.crio):
+            if proc is not None:
+                try:
+                    proc.wait_serving()
+                except Exception:
+                    self.stop()
+                    raise
+
+    def start(self, *, runonce: bool = False) -> Proc:
+        """All three at once: the kubelet waits for the runtime by itself."""
+        kubelet = self.start_kubelet(runonce=runonce)
+        self.start_runtime()
+        return kubelet
 
     def start_kubelet(self, *, runonce: bool = False) -> Proc:
         self.kubelet = start("fake-kubelet", self.kubelet_args(runonce=runonce), self.base / "kubelet.log",

@@ -246,6 +246,15 @@ class Zygote:
             else:
                 fut.set_result(int(msg["pid"]))
 
+    async def warm_up(self) -> None:
+        """Starts the fork server ahead of the first container (it costs an interpreter start)."""
+        try:
+            await self._ensure()
+        except OSError as err:
+            import logging
+
+            logging.getLogger(__name__).warning("cannot start the container fork server: %s", err)
+
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path,
                     stdin: int, stdout: int, stderr: int, hold: int | None = None) -> int:
         """Forks a container process with these descriptors as its stdio; returns its pid."""

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         asyncio.run(serve("fake-conmon", listen, register, private_parent=args.listen is None,
-                          on_stop=service.close))
+                          on_started=service.warm_up, on_stop=service.close))
     except (OSError, ValueError) as err:
         print(f"fake-conmon: {err}", file=sys.stderr)
         sys.exit(1)

@@ -199,6 +199,10 @@ class ConmonService(cgrpc.ConmonServicer):
                for ns in request.namespaces]
         return cpb.CreateNamespacesResponse(namespaces=out)
 
+    async def warm_up(self) -> None:
+        if self.zygote is not None:
+            await self.zygote.warm_up()
+
     async def close(self) -> None:
         """Kills what still runs: without a monitor nobody would record their exit."""
         for task in list(self._forget):

@@ -37,7 +37,7 @@ KNOWN_KEYS = {
     "crio.tracing.tracing_sampling_rate_per_million",
     "cristack.pull_latency_ms", "cristack.pod_logs_root", "cristack.record_calls",
     "cristack.faults", "cristack.faults_seed", "cristack.max_containers", "cristack.max_concurrent_rpcs",
-    "cristack.max_log_bytes", "cristack.max_exec_seconds",
+    "cristack.max_log_bytes", "cristack.max_exec_seconds", "cristack.pull_bandwidth_mbps",
 }
 HANDLER_KEYS = {"runtime_type", "runtime_path", "runtime_root", "monitor_path", "monitor_endpoint",
                 "monitor_env", "monitor_cgroup", "allowed_annotations", "privileged_without_host_devices"}
@@ -76,6 +76,7 @@ class CrioConfig:
     pause_image: str = "registry.k8s.io/pause:3.10"
     tracing: TracingConfig = field(default_factory=TracingConfig)
     pull_latency_ms: float = 20.0
+    pull_bandwidth_mbps: float = 0.0  # 0: layers take no time of their own
     pod_logs_root: Path = Path("/var/log/pods")
     record_calls: Path | None = None
     faults: Faults = field(default_factory=Faults)
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracing-sampling-rate-per-million", type=int,
                    help="sampling rate for traces that no sampled parent starts (default 0)")
     p.add_argument("--pull-latency-ms", type=float, help="mock: time a pull of an absent image takes")
+    p.add_argument("--pull-bandwidth-mbps", type=float,
+                   help="mock: simulated registry bandwidth; each layer then takes size / bandwidth")
     p.add_argument("--pod-logs-root", type=Path, help="mock: the only directory container logs may go to")
     p.add_argument("--record-calls", type=Path, help="mock: append each CRI call's method name to this file")
     p.add_argument("--faults", type=Path, metavar="FILE",
@@ -204,6 +207,10 @@ def load(argv: list[str] | None = None) -> CrioConfig:
         raise ConfigError(layers.source("crio.tracing.tracing_sampling_rate_per_million"),
                           "crio.tracing.tracing_sampling_rate_per_million", "must be between 0 and 1000000")
     latency = pick(args.pull_latency_ms, "cristack.pull_latency_ms", (int, float), 20.0)
+    bandwidth = pick(args.pull_bandwidth_mbps, "cristack.pull_bandwidth_mbps", (int, float), 0.0)
+    if bandwidth < 0:
+        raise ConfigError(layers.source("cristack.pull_bandwidth_mbps", "--pull-bandwidth-mbps"),
+                          "cristack.pull_bandwidth_mbps", "must be >= 0")
     if latency < 0:
         raise ConfigError(layers.source("cristack.pull_latency_ms"), "cristack.pull_latency_ms", "must be >= 0")
     root = pick(args.root, "crio.root", (str, Path), None)
@@ -238,6 +245,7 @@ def load(argv: list[str] | None = None) -> CrioConfig:
         pause_image=pick(args.pause_image, "crio.image.pause_image", str, "registry.k8s.io/pause:3.10"),
         tracing=tracing,
         pull_latency_ms=float(latency),
+        pull_bandwidth_mbps=float(bandwidth),
         pod_logs_root=Path(logs_root),
         record_calls=Path(record) if record else None,
         faults=faults,

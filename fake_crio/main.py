@@ -43,8 +43,15 @@ async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry) -> None:
     async def stop() -> None:
         await crio.close_runtimes()
 
+    async def started() -> None:
+        for rt in crio.runtimes.values():
+            zygote = getattr(rt, "zygote", None)
+            if zygote is not None:
+                await zygote.warm_up()
+
     await serve("fake-crio", cfg.listen, register, private_parent=cfg.listen_is_default,
-                interceptors=interceptors, on_stop=stop, max_concurrent_rpcs=cfg.max_concurrent_rpcs)
+                interceptors=interceptors, on_started=started, on_stop=stop,
+                max_concurrent_rpcs=cfg.max_concurrent_rpcs)
 
 
 def main(argv: list[str] | None = None) -> None:

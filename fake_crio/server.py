@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -45,6 +46,8 @@ from fake_crio.tracing import CrioTracing, step_span
 
 log = logging.getLogger(__name__)
 
+COPY_LAYER = "github.com/containers/image/v5/copy.(*imageCopier).copyLayer"
+LAYER_CONCURRENCY = 3
 RUNTIME_NAME = "cri-o"
 RUNTIME_VERSION = "1.36.0"
 CRI_VERSION = "v1"
@@ -64,6 +67,23 @@ class Crio:
     images: ImageStore
     runtimes: dict[str, Runtime]
     tracing: CrioTracing
+    # List items by record id with the state they were built for: a relist of a thousand
+    # pods rebuilds only what changed (nothing else a list shows changes after creation).
+    _items: dict[str, tuple[int, object]] = field(default_factory=dict)
+
+    def list_items(self, records, build) -> list:  # noqa: ANN001
+        """Messages for ``records`` (newest first), from the cache where the state is unchanged."""
+        out = []
+        for rec in sorted(records, key=lambda r: r.created_at, reverse=True):
+            hit = self._items.get(rec.id)
+            if hit is None or hit[0] != rec.state:
+                hit = (rec.state, build(rec))
+                self._items[rec.id] = hit
+            out.append(hit[1])
+        if len(self._items) > 2 * (len(self.store.sandboxes) + len(self.store.containers)) + 64:
+            live = self.store.sandboxes.keys() | self.store.containers.keys()
+            self._items = {k: v for k, v in self._items.items() if k in live}
+        return out
 
     @classmethod
     def create(cls, config: CrioConfig, tracing: CrioTracing | None = None) -> Crio:
@@ -85,23 +105,25 @@ class Crio:
                                   f"(configured: {', '.join(sorted(self.runtimes))})")
         return rt
 
-    async def refresh(self, c: ContainerRecord) -> ContainerRecord:
-        """Brings a running container's record up to date: exit file written, or process lost."""
+    async def refresh(self, c: ContainerRecord, exited: set[str] | None = None) -> ContainerRecord:
+        """Brings a running container's record up to date: exit file written, or process lost.
+        ``exited`` is the exit directory's listing when the caller already has it."""
         if c.state != RUNNING:
             return c
-        exit_path = self.store.exit_path(c.id)
-        try:
-            st = exit_path.stat()
-            code = int(exit_path.read_text().strip() or "0")
-        except (FileNotFoundError, ValueError):
-            st = None
-        if st is not None:
-            c.state, c.exit_code, c.finished_at = EXITED, code, st.st_mtime_ns
-            c.reason = "Completed" if code == 0 else "Error"
-            self.store.save_container(c)
-            return c
-        reason = await self.runtimes[c.runtime_handler].lost(c) if c.runtime_handler in self.runtimes else \
-            "its runtime handler is no longer configured"
+        if exited is None or c.id in exited:
+            exit_path = self.store.exit_path(c.id)
+            try:
+                st = exit_path.stat()
+                code = int(exit_path.read_text().strip() or "0")
+            except (FileNotFoundError, ValueError):
+                st = None
+            if st is not None:
+                c.state, c.exit_code, c.finished_at = EXITED, code, st.st_mtime_ns
+                c.reason = "Completed" if code == 0 else "Error"
+                self.store.save_container(c)
+                return c
+        rt = self.runtimes.get(c.runtime_handler)
+        reason = await rt.lost(c) if rt is not None else "its runtime handler is no longer configured"
         if reason:
             c.state, c.exit_code, c.finished_at = EXITED, 137, time.time_ns()
             c.reason, c.message = "ContainerLost", reason
@@ -109,9 +131,15 @@ class Crio:
         return c
 
     async def refresh_all(self) -> None:
+        """Refreshes every running container with one listing of the exit directory (a relist
+        with a thousand live pods must not cost a thousand stat calls)."""
         running = [c for c in self.store.containers.values() if c.state == RUNNING]
-        if running:
-            await asyncio.gather(*(self.refresh(c) for c in running))
+        if not running:
+            return
+        with os.scandir(self.store.exit_dir) as entries:
+            exited = {e.name for e in entries}
+        for c in running:
+            await self.refresh(c, exited)
 
     def allocate_ip(self) -> str:
         used = {sb.ip for sb in self.store.sandboxes.values()}
@@ -290,11 +318,10 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
     async def ListPodSandbox(self, request, context):
         if request.HasField("filter"):
             async with self.step("filterSandboxList"):
-                items = [sandbox_message(sb) for sb in self.store.sandboxes.values()
-                         if filters.sandbox_matches(sb, request.filter)]
+                items = self.crio.list_items((sb for sb in self.store.sandboxes.values()
+                                              if filters.sandbox_matches(sb, request.filter)), sandbox_message)
         else:
-            items = [sandbox_message(sb) for sb in self.store.sandboxes.values()]
-        items.sort(key=lambda s: s.created_at, reverse=True)
+            items = self.crio.list_items(self.store.sandboxes.values(), sandbox_message)
         return pb.ListPodSandboxResponse(items=items)
 
     # -- containers
@@ -343,6 +370,9 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
             log_path=log_path, runtime_handler=rt.name, labels=dict(cfg.labels),
             annotations=dict(cfg.annotations), config=_dict(cfg),
             resources=_dict(cfg.linux.resources) if cfg.linux.HasField("resources") else {})
+        async with self.step("storage.(*runtimeService).CreateContainer", cfg.image.image,
+                             fault_key="storage.CreateContainer"):
+            pass  # the container's root filesystem; instant here unless a fault slows it down
         c.pid = await rt.create_container(c, sb, self.store.exit_path(c.id))
         try:
             self.store.save_container(c)
@@ -424,12 +454,11 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         await self.crio.refresh_all()
         if request.HasField("filter"):
             async with self.step("filterContainerList"):
-                items = [container_message(c) for c in self.store.containers.values()
-                         if filters.container_matches(c, request.filter)]
+                items = self.crio.list_items((c for c in self.store.containers.values()
+                                              if filters.container_matches(c, request.filter)), container_message)
         else:
             log.debug("No filters were applied, returning full container list")
-            items = [container_message(c) for c in self.store.containers.values()]
-        items.sort(key=lambda c: c.created_at, reverse=True)
+            items = self.crio.list_items(self.store.containers.values(), container_message)
         return pb.ListContainersResponse(containers=items)
 
     @step_span("ContainerStatus")
@@ -566,13 +595,30 @@ class ImageService(pbgrpc.ImageServiceServicer):
                 log.error("Error pulling image %s: %s", ref, message, extra={"error_type": "*errors.errorString"})
                 raise NotFound(message) from None
         log.info("Pulling image: %s", ref)
-        async with self.step("pullImage"):
+        async with self.step("pullImage", ref):
             log.info("Trying to access %s", f'"{parsed}"')
             if self.crio.config.pull_latency_ms > 0:
                 await asyncio.sleep(self.crio.config.pull_latency_ms / 1000)
+            if self.crio.config.pull_bandwidth_mbps > 0:
+                await self._copy_layers(img)
             stored = self.images.add(img, parsed)
         log.info("Pulled image: %s", img.repo_digests[0])
         return pb.PullImageResponse(image_ref=stored.id)
+
+    async def _copy_layers(self, img) -> None:  # noqa: ANN001 - a CatalogImage
+        """A simulated registry: each layer takes size / bandwidth, three at a time, as
+        containers/image copies them, each in a span of its own."""
+        rate = self.crio.config.pull_bandwidth_mbps * 1024 * 1024
+        gate = asyncio.Semaphore(LAYER_CONCURRENCY)
+
+        async def copy(i: int, size: int) -> None:
+            async with gate:
+                digest = f"sha256:{hashlib.sha256(f'{img.repo}:layer{i}'.encode()).hexdigest()}"
+                async with self.step(COPY_LAYER, img.repo, attributes={"layer.digest": digest, "layer.size": size,
+                                                                        "layer.index": i}):
+                    await asyncio.sleep(size / rate)
+
+        await asyncio.gather(*(copy(i, size) for i, size in enumerate(img.layer_sizes())))
 
     async def RemoveImage(self, request, context):
         ref = request.image.image

@@ -22,6 +22,15 @@ from cristack.telemetry import error_status, tracer_without_scope
 from fake_crio.faults import Faults
 
 SERVER_PREFIX = "github.com/cri-o/cri-o/server.(*Server)."
+INTERNAL_PREFIX = "github.com/cri-o/cri-o/internal/"
+
+
+def span_name(func: str) -> str:
+    if func.startswith("github.com/"):
+        return func
+    if "." in func:
+        return INTERNAL_PREFIX + func
+    return SERVER_PREFIX + func
 CRIO_SCOPE = "crio"
 
 
@@ -33,14 +42,17 @@ class CrioTracing:
         self.faults = faults or Faults()
 
     @contextlib.asynccontextmanager
-    async def step(self, func: str, subject: str = "") -> AsyncIterator[trace.Span]:
-        """A span for one of CRI-O's server functions. Injected faults for ``func`` (latency,
-        errors) happen inside it, so the waterfall shows where they are. A failure marks it ERROR
-        with the error's message (never a Python traceback)."""
-        with self.steps.start_as_current_span(SERVER_PREFIX + func, record_exception=False,
+    async def step(self, func: str, subject: str = "", *, fault_key: str = "",
+                   attributes: dict[str, object] | None = None) -> AsyncIterator[trace.Span]:
+        """A span for one of CRI-O's functions: ``runPodSandbox`` is a method of the server;
+        a dotted name (``storage.(*runtimeService).CreateContainer``) lives in CRI-O's internal
+        packages; a full path is taken as is. Injected faults for ``fault_key`` (default: the
+        function) happen inside it, so the waterfall shows where they are. A failure marks it
+        ERROR with the error's message (never a Python traceback)."""
+        with self.steps.start_as_current_span(span_name(func), attributes=attributes, record_exception=False,
                                               set_status_on_exception=False) as span, error_status(span):
             if self.faults:
-                await self.faults.apply(func, subject)
+                await self.faults.apply(fault_key or func, subject)
             yield span
 
     @contextlib.contextmanager

@@ -82,7 +82,8 @@ class Kubelet:
             "spec": {"restartPolicy": view.pod.restart_policy,
                      "containers": [{"name": c.name, "image": c.image} for c in view.pod.containers]},
             "status": {"phase": view.phase, "containerStatuses": [
-                {"name": c.name, "restartCount": c.restart_count, "containerID": f"cri-o://{c.container_id}"
+                {"name": c.name, "ready": c.ready, "restartCount": c.restart_count,
+                 "containerID": f"cri-o://{c.container_id}"
                  if c.container_id else "",
                  "state": {c.state: {k: v for k, v in (("reason", c.reason), ("message", c.message),
                                                       ("exitCode", c.exit_code)) if v not in ("", None)}}}
@@ -187,7 +188,7 @@ class Kubelet:
                     log.warning("container runtime at %s not ready (%s); waiting", self.cfg.runtime_endpoint,
                                 err.code().name)
                     warned = True
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.05)
 
     async def run(self, stop: asyncio.Event) -> int:
         """Runs until ``stop`` is set (or, with --runonce, until the pods are done)."""
@@ -208,6 +209,7 @@ class Kubelet:
             for task in self._tasks:
                 task.cancel()
             for worker in self.workers.values():
+                worker.stop_probes()
                 if worker.task is not None:
                     worker.task.cancel()
             await asyncio.gather(*self._tasks, *(w.task for w in self.workers.values() if w.task),

@@ -27,6 +27,17 @@ class ManifestError(ValueError):
 
 
 @dataclass(frozen=True)
+class Probe:
+    """An exec probe (the only handler a mock node can honour)."""
+
+    command: tuple[str, ...]
+    period: float = 10.0
+    initial_delay: float = 0.0
+    timeout: int = 1
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     image: str
@@ -35,6 +46,8 @@ class Container:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     working_dir: str = ""
+    readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,26 @@ def _default_pull_policy(image: str) -> str:
     return "Always" if ":" not in tail or tail.endswith(":latest") else "IfNotPresent"
 
 
+def _probe(raw: Any, where: str) -> Probe | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}: expected a mapping")
+    exec_ = raw.get("exec")
+    if not isinstance(exec_, dict) or not exec_.get("command"):
+        raise ManifestError(f"{where}.exec.command: required (only exec probes are supported)")
+    numbers = {}
+    for key, default in (("periodSeconds", 10), ("initialDelaySeconds", 0), ("timeoutSeconds", 1),
+                         ("failureThreshold", 3)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ManifestError(f"{where}.{key}: expected a non-negative number")
+        numbers[key] = value
+    return Probe(_strlist(exec_["command"], f"{where}.exec.command"), float(numbers["periodSeconds"]) or 10.0,
+                 float(numbers["initialDelaySeconds"]), max(1, int(numbers["timeoutSeconds"])),
+                 max(1, int(numbers["failureThreshold"])))
+
+
 def _container(raw: Any, where: str) -> Container:
     if not isinstance(raw, dict):
         raise ManifestError(f"{where}: expected a mapping")
@@ -110,7 +143,9 @@ def _container(raw: Any, where: str) -> Container:
     return Container(name=name, image=image, image_pull_policy=policy,
                      command=_strlist(raw.get("command"), f"{where}.command"),
                      args=_strlist(raw.get("args"), f"{where}.args"), env=tuple(env),
-                     working_dir=_str(raw.get("workingDir"), f"{where}.workingDir"))
+                     working_dir=_str(raw.get("workingDir"), f"{where}.workingDir"),
+                     readiness_probe=_probe(raw.get("readinessProbe"), f"{where}.readinessProbe"),
+                     liveness_probe=_probe(raw.get("livenessProbe"), f"{where}.livenessProbe"))
 
 
 def derived_uid(source: str, content: bytes, node: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -65,6 +66,7 @@ class ContainerView:
     exit_code: int | None = None
     restart_count: int = 0
     container_id: str = ""
+    ready: bool = False
 
 
 @dataclass
@@ -103,6 +105,7 @@ class PodWorker:
         self.last_sync = 0.0
         self._retry_at: float | None = None
         self.task: asyncio.Task | None = None
+        self.probes: dict[str, asyncio.Task] = {}  # container id → its prober
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"pod-worker-{self.pod.name}")
@@ -317,6 +320,7 @@ class PodWorker:
         view = self.view.containers.get(c.name)
         if view is None:
             return
+        self._manage_probes(c)
         view.container_id, view.restart_count = c.id, c.attempt
         if c.state == pb.CONTAINER_RUNNING:
             new = ("running", "", None)
@@ -324,6 +328,11 @@ class PodWorker:
             new = ("terminated", c.reason or ("Completed" if c.exit_code == 0 else "Error"), c.exit_code)
         else:
             new = ("waiting", "ContainerCreating", None)
+        spec = next((x for x in self.pod.containers if x.name == c.name), None)
+        if c.state != pb.CONTAINER_RUNNING:
+            view.ready = False
+        elif spec is not None and spec.readiness_probe is None:
+            view.ready = True  # no readiness probe: ready while it runs
         if (view.state, view.reason, view.exit_code) != new:
             view.state, view.reason, view.exit_code = new
             view.message = c.message
@@ -378,9 +387,60 @@ class PodWorker:
             return ""
         return None
 
+    # -- probes
+
+    def _manage_probes(self, c: ContainerState) -> None:
+        spec = next((x for x in self.pod.containers if x.name == c.name), None)
+        if spec is None or (spec.readiness_probe is None and spec.liveness_probe is None):
+            return
+        if c.state == pb.CONTAINER_RUNNING and c.id not in self.probes:
+            self.probes[c.id] = asyncio.create_task(self._probe(spec, c.id), name=f"probe-{spec.name}")
+        elif c.state != pb.CONTAINER_RUNNING and c.id in self.probes:
+            self.probes.pop(c.id).cancel()
+
+    def stop_probes(self) -> None:
+        for task in self.probes.values():
+            task.cancel()
+        self.probes.clear()
+
+    async def _probe(self, spec: Container, container_id: str) -> None:
+        """The prober: ExecSync every period, outside any sync (so each probe is a trace of its
+        own, as in the kubelet); readiness is reported, liveness failures restart the container."""
+        otel_context.attach(otel_context.Context())
+        operation.set("prober")
+        view = self.view.containers[spec.name]
+        probes = [(kind, p) for kind, p in (("readiness", spec.readiness_probe), ("liveness", spec.liveness_probe))
+                  if p is not None]
+        await asyncio.sleep(min(p.initial_delay for _, p in probes))
+        failures = {kind: 0 for kind, _ in probes}
+        while True:
+            for kind, probe in probes:
+                try:
+                    resp = await self.cri.call("ExecSync", pb.ExecSyncRequest(
+                        container_id=container_id, cmd=list(probe.command), timeout=probe.timeout),
+                        timeout=probe.timeout + 5)
+                    ok = resp.exit_code == 0
+                except grpc.aio.AioRpcError as err:
+                    if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                        return  # the container is gone; PLEG takes it from here
+                    ok = False
+                failures[kind] = 0 if ok else failures[kind] + 1
+                if kind == "readiness" and view.ready != ok and (ok or failures[kind] >= probe.failure_threshold):
+                    view.ready = ok
+                    log.info("pod %s: container %s %s", self.pod.full_name, spec.name, "ready" if ok else "not ready")
+                    self.on_view(self.view)
+                if kind == "liveness" and failures[kind] >= probe.failure_threshold:
+                    log.warning("pod %s: container %s failed its liveness probe %d times; restarting it",
+                                self.pod.full_name, spec.name, failures[kind])
+                    await self.cri.call("StopContainer", pb.StopContainerRequest(
+                        container_id=container_id, timeout=self.pod.termination_grace_period))
+                    return
+            await asyncio.sleep(min(p.period for _, p in probes))
+
     # -- termination
 
     async def _terminate(self) -> None:
+        self.stop_probes()
         await self.sync_terminating_pod()
         await self.sync_terminated_pod()
         self.view.terminated = True

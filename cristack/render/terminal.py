@@ -14,7 +14,8 @@ from cristack.render.model import TraceView, fmt_duration, key_events
 SERVICE_STYLE = {"kubelet": "cyan", "crio": "magenta", "conmonrs": "green"}
 BAR_WIDTH = 30
 # CRI-O's function spans carry the Go package path; the tree shortens it (the data keeps it).
-SHORTEN = (("github.com/cri-o/cri-o/server.", "server."),)
+SHORTEN = (("github.com/cri-o/cri-o/server.", "server."), ("github.com/cri-o/cri-o/internal/", "internal/"),
+           ("github.com/containers/image/v5/", "containers/image/"))
 
 
 def display_name(name: str) -> str:

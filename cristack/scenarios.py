@@ -1,0 +1,409 @@
+"""Workshop scenarios: ``examples/scenarios/NAME/`` (scenario.toml, manifests, faults, README),
+each run through the whole stack against the embedded sink, with the finding a workshop
+exercise is about checked on the spans that came back.
+
+A scenario's ``scenario.toml``:
+
+    title = "..."
+    mode = "runonce" | "timed"        # run the pods to completion, or for duration_s seconds
+    duration_s = 7
+    runtime_types = ["pod"]           # each runs once; oci-vs-pod lists both
+    kubelet_sampling = 1000000        # samplingRatePerMillion
+    crio_sampling = 1000000           # tracing_sampling_rate_per_million
+    backoff_base = "10s"
+    faults = "faults.toml"            # mock-only fault injection for fake-crio
+    pull_bandwidth_mbps = 0           # mock-only: simulated registry bandwidth
+    pods = 1                          # copies of each manifest (with distinct names)
+    [[action]]                        # timed changes: replace-manifest, add-manifest, stop-sink, start-sink
+    at_s = 4.0
+    do = "replace-manifest"
+    file = "app.yaml"
+    with = "fixed/app.yaml"
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cristack import expectations
+from cristack.errors import ConfigError
+from cristack.jaeger import free_ports
+from cristack.sink.receiver import Sink
+from cristack.sink.store import Span, SpanStore
+from cristack.stack import Stack, StackOptions, example
+from cristack.tomlconf import tomllib
+
+ACTIONS = ("replace-manifest", "add-manifest", "stop-sink", "start-sink")
+
+
+@dataclass
+class Action:
+    at_s: float
+    do: str
+    file: str = ""
+    with_: str = ""
+
+
+@dataclass
+class Scenario:
+    name: str
+    dir: Path
+    title: str
+    mode: str = "runonce"
+    duration_s: float = 10.0
+    runtime_types: list[str] = field(default_factory=lambda: ["pod"])
+    kubelet_sampling: int = 1_000_000
+    crio_sampling: int = 1_000_000
+    backoff_base: str = "10s"
+    faults: Path | None = None
+    pull_bandwidth_mbps: float = 0.0
+    pods: int = 1
+    actions: list[Action] = field(default_factory=list)
+
+    @property
+    def manifests(self) -> list[Path]:
+        return sorted((self.dir / "manifests").glob("*.yaml"))
+
+
+def scenarios_dir() -> Path:
+    return example("scenarios")
+
+
+def names() -> list[str]:
+    return sorted(p.parent.name for p in scenarios_dir().glob("*/scenario.toml"))
+
+
+def load(name: str) -> Scenario:
+    """Reads examples/scenarios/NAME/scenario.toml; ConfigError names the file and key."""
+    path = scenarios_dir() / name / "scenario.toml"
+    if not path.is_file():
+        raise ConfigError(str(path), "", f"no scenario {name!r} (known: {', '.join(names())})")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), "", f"invalid TOML: {err}") from None
+    known = {"title", "mode", "duration_s", "runtime_types", "kubelet_sampling", "crio_sampling", "backoff_base",
+             "faults", "pull_bandwidth_mbps", "pods", "action"}
+    for key in doc:
+        if key not in known:
+            raise ConfigError(str(path), key, "unknown key")
+    if doc.get("mode", "runonce") not in ("runonce", "timed"):
+        raise ConfigError(str(path), "mode", "expected runonce or timed")
+    actions = []
+    for i, a in enumerate(doc.get("action", [])):
+        if a.get("do") not in ACTIONS:
+            raise ConfigError(str(path), f"action[{i}].do", f"expected one of {', '.join(ACTIONS)}")
+        actions.append(Action(float(a.get("at_s", 0)), a["do"], a.get("file", ""), a.get("with", "")))
+    faults = doc.get("faults")
+    return Scenario(
+        name=name, dir=path.parent, title=str(doc.get("title", name)), mode=doc.get("mode", "runonce"),
+        duration_s=float(doc.get("duration_s", 10)), runtime_types=list(doc.get("runtime_types", ["pod"])),
+        kubelet_sampling=int(doc.get("kubelet_sampling", 1_000_000)),
+        crio_sampling=int(doc.get("crio_sampling", 1_000_000)), backoff_base=str(doc.get("backoff_base", "10s")),
+        faults=path.parent / faults if faults else None,
+        pull_bandwidth_mbps=float(doc.get("pull_bandwidth_mbps", 0)), pods=int(doc.get("pods", 1)),
+        actions=sorted(actions, key=lambda a: a.at_s))
+
+
+@dataclass
+class Run:
+    """What one scenario run left: the spans, the stack's logs, the kubelet's exit code."""
+
+    scenario: Scenario
+    runtime_type: str
+    store: SpanStore
+    logs: dict[str, str]
+    kubelet_rc: int | None
+    pod_logs: dict[str, list[str]] = field(default_factory=dict)
+
+    def spans(self) -> list[Span]:
+        return self.store.spans()
+
+    def traces(self) -> list[list[Span]]:
+        return [self.store.trace(t) for t in self.store.trace_ids()]
+
+    def sync_traces(self, pod: str | None = None, update_type: str | None = None) -> list[list[Span]]:
+        out = []
+        for t in self.traces():
+            root = next((s for s in t if s.name == "syncPod" and not s.parent_span_id), None)
+            if root is None:
+                continue
+            if pod is not None and root.attributes.get("k8s.pod.name") != pod:
+                continue
+            if update_type is not None and root.attributes.get("k8s.pod.update_type") != update_type:
+                continue
+            out.append(t)
+        return sorted(out, key=lambda t: min(s.start for s in t))
+
+
+def _copy_manifests(scenario: Scenario, dest: Path) -> None:
+    for path in scenario.manifests:
+        if scenario.pods <= 1:
+            shutil.copyfile(path, dest / path.name)
+            continue
+        doc = yaml.safe_load(path.read_text())
+        for i in range(scenario.pods):
+            d = dict(doc)
+            d["metadata"] = {**doc["metadata"], "name": f"{doc['metadata']['name']}-{i}"}
+            (dest / f"{path.stem}-{i}.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+
+
+def stack_options(scenario: Scenario, runtime_type: str, otlp_endpoint: str) -> StackOptions:
+    crio_args = []
+    if scenario.faults is not None:
+        crio_args += ["--faults", str(scenario.faults)]
+    if scenario.pull_bandwidth_mbps:
+        crio_args += ["--pull-bandwidth-mbps", str(scenario.pull_bandwidth_mbps)]
+    return StackOptions(runtime_type=runtime_type, otlp_endpoint=otlp_endpoint, relist_period="0.2s",
+                        backoff_base=scenario.backoff_base, gc_period="1s", file_check_frequency="0.2s",
+                        crio_sampling_per_million=scenario.crio_sampling,
+                        kubelet_sampling_per_million=scenario.kubelet_sampling, crio_args=crio_args,
+                        pull_latency_ms=30)
+
+
+def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = lambda _: None) -> Run:
+    """Runs one scenario once under one runtime type and returns what came back."""
+    grpc_port, http_port = free_ports(2)
+    store = SpanStore()
+    sink = Sink(store)
+    sink.start(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}")
+    base = Path(tempfile.mkdtemp(prefix=f"cristack-{scenario.name}-"))
+    stack = Stack(base, stack_options(scenario, runtime_type, f"127.0.0.1:{grpc_port}"))
+    _copy_manifests(scenario, stack.manifests)
+    rc: int | None = None
+    try:
+        kubelet = stack.start(runonce=scenario.mode == "runonce")
+        started = time.monotonic()
+        pending = list(scenario.actions)
+        end = started + (scenario.duration_s if scenario.mode == "timed" else 120)
+        while time.monotonic() < end:
+            now = time.monotonic() - started
+            while pending and pending[0].at_s <= now:
+                action = pending.pop(0)
+                say(f"  … at {action.at_s:g}s: {action.do} {action.file}".rstrip())
+                sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
+            if scenario.mode == "runonce" and kubelet.popen.poll() is not None:
+                rc = kubelet.popen.returncode
+                break
+            time.sleep(0.05)
+        for action in pending:  # whatever the runonce finished before
+            sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
+        pod_logs = _pod_logs(stack)
+        stack.stop()
+        if sink is not None:
+            # Spans still arriving from the final flushes.
+            store.wait(lambda _st: False, 0.8)
+        return Run(scenario, runtime_type, store, stack.logs(), rc, pod_logs)
+    finally:
+        stack.stop()
+        if sink is not None:
+            sink.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _act(action: Action, scenario: Scenario, stack: Stack, sink: Sink | None, store: SpanStore, grpc_port: int,
+         http_port: int) -> Sink | None:
+    if action.do == "replace-manifest":
+        shutil.copyfile(scenario.dir / action.with_, stack.manifests / action.file)
+    elif action.do == "add-manifest":
+        shutil.copyfile(scenario.dir / action.file, stack.manifests / Path(action.file).name)
+    elif action.do == "stop-sink" and sink is not None:
+        sink.stop()
+        return None
+    elif action.do == "start-sink" and sink is None:
+        sink = Sink(store)
+        sink.start(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}")
+    return sink
+
+
+def _pod_logs(stack: Stack) -> dict[str, list[str]]:
+    from cristack.crilog import read_log
+
+    out: dict[str, list[str]] = {}
+    for log in sorted(stack.pod_logs.glob("*/*/*.log")):
+        key = f"{log.parent.parent.name.split('_')[1]}/{log.parent.name}"
+        out.setdefault(key, []).extend(text for _, text in read_log(log))
+    return out
+
+
+# -- findings: what each exercise is about, checked on the spans
+
+
+@dataclass
+class Finding:
+    ok: bool
+    summary: str
+    trace_ids: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _ids(traces: list[list[Span]]) -> list[str]:
+    return [t[0].trace_id for t in traces]
+
+
+def _children(trace: list[Span], parent: Span) -> list[Span]:
+    return [s for s in trace if s.parent_span_id == parent.span_id]
+
+
+def find_hello(runs: list[Run]) -> Finding:
+    r = runs[0]
+    traces = r.sync_traces("hello", "create")
+    ok = bool(traces) and all(ok for _, ok in expectations.check(traces[0], r.runtime_type)) and \
+        "hi" in r.pod_logs.get("hello/hello", [])
+    n = len(traces[0]) if traces else 0
+    return Finding(ok, f"one syncPod trace of {n} spans across kubelet, crio and conmonrs; the container said hi",
+                   _ids(traces[:1]))
+
+
+def find_image_pull_backoff(runs: list[Run]) -> Finding:
+    r = runs[0]
+    failed = [s for s in r.spans() if s.service == "kubelet" and s.name == "runtime.v1.ImageService/PullImage"
+              and s.status == "ERROR"]
+    registry_events = [e for s in r.spans() if s.service == "crio" and s.name.endswith("(*Server).pullImage")
+                       for e in s.events if e.name == "log" and e.attributes.get("log.severity") == "ERROR"]
+    backoff_syncs = [t for t in r.sync_traces("app") if any(
+        e.name == "exception" and e.attributes.get("exception.type") == "ImagePullBackOff"
+        for s in t if s.name == "syncPod" for e in s.events)]
+    fixed = [t for t in r.sync_traces("app", "create") if any(
+        s.name == "runtime.v1.RuntimeService/StartContainer" for s in t)]
+    message = registry_events[0].attributes.get("log.message", "") if registry_events else ""
+    ok = bool(failed) and "no such host" in message and bool(backoff_syncs) and bool(fixed)
+    return Finding(ok, f"{len(failed)} ERROR PullImage span(s) ('{message[:70]}…'), {len(backoff_syncs)} "
+                       f"ImagePullBackOff sync(s); after the fix the pod started", _ids(backoff_syncs[:1] + fixed[:1]),
+                   {"registry_message": message, "failed_pulls": len(failed), "backoffs": len(backoff_syncs)})
+
+
+def find_crashloop(runs: list[Run]) -> Finding:
+    r = runs[0]
+    starts = sorted((s for s in r.spans() if s.service == "kubelet" and s.name ==
+                     "runtime.v1.RuntimeService/StartContainer"), key=lambda s: s.start)
+    gaps = [(b.start - a.start) / 1e9 for a, b in zip(starts, starts[1:], strict=False)]
+    loops = [t for t in r.sync_traces("crasher") if any(
+        e.attributes.get("exception.type") == "CrashLoopBackOff" for s in t if s.name == "syncPod"
+        for e in s.events)]
+    growing = len(gaps) >= 2 and gaps[-1] > gaps[0] * 1.5
+    ok = len(starts) >= 3 and growing and bool(loops)
+    return Finding(ok, f"{len(starts)} starts, each in its own syncPod trace; gaps between starts "
+                       f"{', '.join(f'{g:.1f}s' for g in gaps)} (doubling back-off); {len(loops)} CrashLoopBackOff "
+                       "sync(s)", _ids([t for t in r.sync_traces("crasher") if any(
+                           s.name.endswith("StartContainer") for s in t)][:3]), {"gaps": gaps})
+
+
+def find_slow_storage(runs: list[Run]) -> Finding:
+    r = runs[0]
+    traces = r.sync_traces("hello", "create")
+    slow = [s for t in traces for s in t if s.name.endswith("(*runtimeService).CreateContainer")]
+    if not slow:
+        return Finding(False, "no storage span found")
+    trace = next(t for t in traces if slow[0] in t)
+    parent = next(s for s in trace if s.span_id == slow[0].parent_span_id)
+    siblings = _children(trace, parent)
+    longest = max(siblings, key=lambda s: s.duration_ns)
+    ok = longest is slow[0] and slow[0].duration_ns >= 0.6e9
+    return Finding(ok, f"{slow[0].name.rsplit('/', 1)[-1]} took {slow[0].duration_ns / 1e6:.0f} ms, the longest "
+                       f"child of {parent.name.rsplit('/', 1)[-1]}", _ids([trace]))
+
+
+def find_slow_pull(runs: list[Run]) -> Finding:
+    r = runs[0]
+    pulls = [s for s in r.spans() if s.name.endswith("(*Server).pullImage")]
+    if not pulls:
+        return Finding(False, "no pullImage span")
+    trace = r.store.trace(pulls[0].trace_id)
+    layers = [s for s in trace if s.parent_span_id == pulls[0].span_id and "copyLayer" in s.name]
+    biggest = max(layers, key=lambda s: s.attributes.get("layer.size", 0)) if layers else None
+    longest = max(layers, key=lambda s: s.duration_ns) if layers else None
+    ok = len(layers) == 12 and biggest is longest and pulls[0].duration_ns > 1e9
+    return Finding(ok, f"pullImage {pulls[0].duration_ns / 1e9:.1f}s over {len(layers)} copyLayer spans; the "
+                       f"biggest layer ({(biggest.attributes.get('layer.size', 0) if biggest else 0) / 2**20:.0f} MiB)"
+                       " took longest", _ids([trace]))
+
+
+def find_sampling(runs: list[Run]) -> Finding:
+    r = runs[0]
+    pods = r.scenario.pods
+    sampled = r.sync_traces(update_type="create")
+    crio_roots = [s for s in r.spans() if s.service == "crio" and not s.parent_span_id]
+    crio_outside = [s for s in r.spans() if s.service == "crio" and s.trace_id not in
+                    {t[0].trace_id for t in r.traces() if any(x.service == "kubelet" for x in t)}]
+    share = len(sampled) / pods
+    ok = 0 < len(sampled) <= pods * 0.3 and not crio_roots and not crio_outside
+    return Finding(ok, f"{len(sampled)} of {pods} pod starts traced ({share:.0%}, rate 10%); every crio span sits "
+                       "under a sampled kubelet span; crio started no trace of its own", _ids(sampled[:3]),
+                   {"sampled": len(sampled), "pods": pods})
+
+
+def find_oci_vs_pod(runs: list[Run]) -> Finding:
+    shapes = {}
+    for r in runs:
+        t = r.sync_traces("hello", "create")
+        shapes[r.runtime_type] = {(s.service, s.name) for s in t[0]} if t else set()
+    conmon = {x for x in shapes.get("pod", set()) ^ shapes.get("oci", set())}
+    only_conmon = all(svc == "conmonrs" or name.startswith("conmonrs-client") for svc, name in conmon)
+    ok = bool(conmon) and only_conmon and not {x for x in shapes.get("oci", set()) if x[0] == "conmonrs"}
+    return Finding(ok, f"the traces differ in {len(conmon)} span kinds, all conmonrs or conmonrs-client; "
+                       "oci has none of them", [], {"difference": sorted(conmon)})
+
+
+def find_collector_outage(runs: list[Run]) -> Finding:
+    r = runs[0]
+    traced = {p: bool(r.sync_traces(p, "create")) for p in ("before", "during", "after")}
+    ran = {p: f"{p}/main" in r.pod_logs for p in traced}
+    warnings = sum(text.count("cannot export spans") for text in r.logs.values())
+    ok = traced == {"before": True, "during": False, "after": True} and all(ran.values())
+    return Finding(ok, f"traced: {', '.join(p for p, t in traced.items() if t)}; lost: "
+                       f"{', '.join(p for p, t in traced.items() if not t) or 'none'}; all three pods ran; "
+                       f"{warnings} warning line(s) in all", _ids(r.sync_traces("before", "create")[:1] +
+                                                                  r.sync_traces("after", "create")[:1]))
+
+
+def find_multi_container(runs: list[Run]) -> Finding:
+    r = runs[0]
+    syncs = r.sync_traces("web")
+    creates = [sum(1 for x in t if x.service == "kubelet" and x.name.endswith("CreateContainer")) for t in syncs]
+    first = syncs[0] if syncs else []
+    init_first = sum(1 for s in first if s.name.endswith("CreateContainer") and s.service == "kubelet") == 1
+    later = [t for t in syncs[1:] if sum(1 for s in t if s.service == "kubelet" and s.name.endswith(
+        "CreateContainer")) == 2]
+    probes = [t for t in r.traces() if any(
+        s.name == "runtime.v1.RuntimeService/ExecSync" and s.service == "kubelet" and not s.parent_span_id
+        for s in t) and any(s.name == "exec_sync_container" for s in t)]
+    ok = init_first and bool(later) and bool(probes)
+    return Finding(ok, f"first syncPod starts the init container only; a later one starts both containers; "
+                       f"{len(probes)} readiness probe(s), each an ExecSync root trace down to exec_sync_container",
+                   _ids(syncs[:1] + later[:1] + probes[:1]), {"creates": creates})
+
+
+FINDINGS: dict[str, Callable[[list[Run]], Finding]] = {
+    "hello": find_hello,
+    "image-pull-backoff": find_image_pull_backoff,
+    "crashloop": find_crashloop,
+    "slow-storage": find_slow_storage,
+    "slow-pull": find_slow_pull,
+    "sampling": find_sampling,
+    "oci-vs-pod": find_oci_vs_pod,
+    "collector-outage": find_collector_outage,
+    "multi-container": find_multi_container,
+}
+
+
+def run_scenario(name: str, say: Callable[[str], None] = lambda _: None) -> tuple[list[Run], Finding]:
+    scenario = load(name)
+    runs = [run(scenario, rt, say=say) for rt in scenario.runtime_types]
+    finding = FINDINGS.get(name, lambda _runs: Finding(True, "ran"))(runs)
+    return runs, finding
+
+
+if __name__ == "__main__":  # python -m cristack.scenarios NAME
+    for n in sys.argv[1:] or names():
+        _, f = run_scenario(n, print)
+        print(f"{n}: {'OK' if f.ok else 'MISSING'} {f.summary} {f.trace_ids}")
