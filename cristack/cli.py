@@ -111,6 +111,14 @@ def health(args: argparse.Namespace) -> int:
     return 1
 
 
+def trace_forwarder(args: argparse.Namespace) -> int:
+    from cristack import logs
+    from cristack.kata.forwarder import main as forwarder_main
+
+    logs.setup("trace-forwarder", logs.parse_level(args.log_level))
+    return forwarder_main(args.listen, args.otlp_endpoint)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cristack", description="A mock Kubernetes node for tracing demos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("endpoint", help="unix:///PATH, HOST:PORT or http://HOST:PORT/PATH")
     h.add_argument("--timeout", type=float, default=2.0)
     h.set_defaults(func=health)
+
+    f = sub.add_parser("trace-forwarder", help="read Kata-style agent span frames and export them over OTLP")
+    f.add_argument("--listen", required=True, metavar="ADDR", help="unix:///PATH or HOST:PORT (the VSOCK stand-in)")
+    f.add_argument("--otlp-endpoint", required=True, metavar="HOST:PORT", help="the collector (OTLP gRPC)")
+    f.add_argument("--log-level", default="info")
+    f.set_defaults(func=trace_forwarder)
 
     c = sub.add_parser("check", help="run a pod against your Jaeger and check the trace's edges")
     c.add_argument("--jaeger", required=True, metavar="URL", help="Jaeger query URL, e.g. http://127.0.0.1:16686")

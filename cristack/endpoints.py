@@ -17,6 +17,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
+MAX_UNIX_PATH = 107  # sun_path is 108 bytes, with the terminating NUL
 DIR_MODE = 0o700
 
 
@@ -110,6 +111,8 @@ def prepare_unix_listener(path: Path, *, private_parent: bool) -> None:
 
     A live file that is not a socket is never removed.
     """
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        raise ValueError(f"{path}: a unix socket path may have at most {MAX_UNIX_PATH} bytes")
     if private_parent:
         private_dir(path.parent)
     else:

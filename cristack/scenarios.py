@@ -67,6 +67,7 @@ class Scenario:
     faults: Path | None = None
     pull_bandwidth_mbps: float = 0.0
     pods: int = 1
+    kata: bool = False  # start a trace forwarder and point the kata handler's config at it
     actions: list[Action] = field(default_factory=list)
 
     @property
@@ -92,7 +93,7 @@ def load(name: str) -> Scenario:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(str(path), "", f"invalid TOML: {err}") from None
     known = {"title", "mode", "duration_s", "runtime_types", "kubelet_sampling", "crio_sampling", "backoff_base",
-             "faults", "pull_bandwidth_mbps", "pods", "action"}
+             "faults", "pull_bandwidth_mbps", "pods", "action", "kata"}
     for key in doc:
         if key not in known:
             raise ConfigError(str(path), key, "unknown key")
@@ -111,6 +112,7 @@ def load(name: str) -> Scenario:
         crio_sampling=int(doc.get("crio_sampling", 1_000_000)), backoff_base=str(doc.get("backoff_base", "10s")),
         faults=path.parent / faults if faults else None,
         pull_bandwidth_mbps=float(doc.get("pull_bandwidth_mbps", 0)), pods=int(doc.get("pods", 1)),
+        kata=bool(doc.get("kata", False)),
         actions=sorted(actions, key=lambda a: a.at_s))
 
 
@@ -180,7 +182,10 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
     stack = Stack(base, stack_options(scenario, runtime_type, f"127.0.0.1:{grpc_port}"))
     _copy_manifests(scenario, stack.manifests)
     rc: int | None = None
+    forwarder = None
     try:
+        if scenario.kata:
+            forwarder = _start_kata(stack, base, f"127.0.0.1:{grpc_port}")
         kubelet = stack.start(runonce=scenario.mode == "runonce")
         started = time.monotonic()
         pending = list(scenario.actions)
@@ -199,6 +204,9 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
             sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
         pod_logs = _pod_logs(stack)
         stack.stop()
+        if forwarder is not None:
+            store.wait(lambda _st: False, 0.5)  # the agents' last frames
+            forwarder.stop()
         if sink is not None:
             # Spans still arriving from the final flushes.
             store.wait(lambda _st: False, 0.8)
@@ -208,6 +216,25 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
         if sink is not None:
             sink.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _start_kata(stack: Stack, base: Path, otlp_endpoint: str):  # noqa: ANN202
+    """A trace forwarder on a unix socket in ``base``, and a crio drop-in whose kata handler
+    reads a configuration.toml that points the agents at it."""
+    from cristack.endpoints import parse_endpoint
+    from cristack.procs import start
+
+    sock = base / "run" / "kata-forwarder.sock"
+    config = base / "kata-configuration.toml"
+    text = example("kata", "configuration.toml").read_text()
+    config.write_text(text.replace("unix:///tmp/cristack/kata-trace-forwarder.sock", f"unix://{sock}"))
+    drop_ins = base / "crio.conf.d"
+    shutil.copytree(example("crio", "crio.conf.d"), drop_ins)
+    (drop_ins / "60-kata.conf").write_text(f'[crio.runtime.runtimes.kata]\nruntime_type = "vm"\n'
+                                           f'runtime_config_path = "{config}"\n')
+    stack.opts.crio_args = [*stack.opts.crio_args, "--config-dir", str(drop_ins)]
+    return start("cristack", ["trace-forwarder", "--listen", f"unix://{sock}", "--otlp-endpoint", otlp_endpoint],
+                 base / "forwarder.log", endpoint=parse_endpoint(str(sock)))
 
 
 def _act(action: Action, scenario: Scenario, stack: Stack, sink: Sink | None, store: SpanStore, grpc_port: int,
@@ -383,7 +410,25 @@ def find_multi_container(runs: list[Run]) -> Finding:
                    _ids(syncs[:1] + later[:1] + probes[:1]), {"creates": creates})
 
 
+def find_kata(runs: list[Run]) -> Finding:
+    r = runs[0]
+    traces = r.sync_traces("vm-pod", "create")
+    if not traces:
+        return Finding(False, "no syncPod trace for the kata pod")
+    trace = r.store.trace(traces[0][0].trace_id)
+    by_id = {s.span_id: s for s in trace}
+    agent = [s for s in trace if s.service == "kata-agent"]
+    under_runtime = [s for s in agent if by_id.get(s.parent_span_id) is not None
+                     and by_id[s.parent_span_id].service == "kata-runtime"]
+    root = [s for s in agent if s.name == "root-span"]
+    ok = bool(under_runtime) and bool(root) and any(s.name == "create_container" for s in under_runtime)
+    return Finding(ok, f"one trace: {len(agent)} kata-agent spans (through the forwarder), "
+                       f"{len(under_runtime)} of them children of kata-runtime spans; the agent's root-span "
+                       f"{'arrived when the sandbox stopped' if root else 'missing'}", _ids([trace]))
+
+
 FINDINGS: dict[str, Callable[[list[Run]], Finding]] = {
+    "kata": find_kata,
     "hello": find_hello,
     "image-pull-backoff": find_image_pull_backoff,
     "crashloop": find_crashloop,

@@ -129,7 +129,7 @@ class Telemetry:
     """A component's tracer provider and how to shut it down within a bounded time."""
 
     def __init__(self, service_name: str, settings: TracingSettings,
-                 exporter: SpanExporter | None = None) -> None:
+                 exporter: SpanExporter | None = None, quiet: bool = True) -> None:
         self.service_name = service_name
         self.settings = settings
         self.exporter: QuietExporter | None = None
@@ -145,9 +145,9 @@ class Telemetry:
             logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter").setLevel(logging.CRITICAL)
             exporter = OTLPSpanExporter(endpoint=settings.endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S,
                                         channel_options=EXPORT_CHANNEL_OPTIONS)
-        self.exporter = QuietExporter(exporter, settings.endpoint, service_name)
+        self.exporter = QuietExporter(exporter, settings.endpoint, service_name) if quiet else None
         provider.add_span_processor(BatchSpanProcessor(
-            self.exporter, max_queue_size=MAX_QUEUE, schedule_delay_millis=SCHEDULE_DELAY_MS,
+            self.exporter or exporter, max_queue_size=MAX_QUEUE, schedule_delay_millis=SCHEDULE_DELAY_MS,
             max_export_batch_size=512, export_timeout_millis=EXPORT_TIMEOUT_S * 1000))
         self.provider = provider
 

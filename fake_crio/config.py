@@ -24,7 +24,7 @@ from fake_crio.faults import parse as parse_faults
 
 log = logging.getLogger(__name__)
 
-RUNTIME_TYPES = ("oci", "pod")
+RUNTIME_TYPES = ("oci", "pod", "vm")
 DEFAULT_TRACING_ENDPOINT = "127.0.0.1:4317"
 
 # Keys we read. Anything else under [crio...] is a real CRI-O key that a mock has no use for.
@@ -39,8 +39,9 @@ KNOWN_KEYS = {
     "cristack.faults", "cristack.faults_seed", "cristack.max_containers", "cristack.max_concurrent_rpcs",
     "cristack.max_log_bytes", "cristack.max_exec_seconds", "cristack.pull_bandwidth_mbps",
 }
-HANDLER_KEYS = {"runtime_type", "runtime_path", "runtime_root", "monitor_path", "monitor_endpoint",
-                "monitor_env", "monitor_cgroup", "allowed_annotations", "privileged_without_host_devices"}
+HANDLER_KEYS = {"runtime_type", "runtime_config_path", "runtime_path", "runtime_root", "monitor_path",
+                "monitor_endpoint", "monitor_env", "monitor_cgroup", "allowed_annotations",
+                "privileged_without_host_devices"}
 
 
 @dataclass
@@ -52,6 +53,8 @@ class RuntimeHandler:
     # Where fake-conmon listens, for runtime_type "pod". (CRI-O's monitor_path names the
     # conmon binary to run; we never run host binaries, so we connect to a running monitor.)
     monitor_endpoint: str = ""
+    # For runtime_type "vm": the Kata configuration.toml (CRI-O's own key).
+    runtime_config_path: str = ""
 
 
 @dataclass
@@ -147,7 +150,11 @@ def _handler(layers: Layered, name: str) -> RuntimeHandler:
         except ValueError as err:
             raise ConfigError(layers.source(f"{prefix}.monitor_endpoint"), f"{prefix}.monitor_endpoint",
                               str(err)) from None
-    return RuntimeHandler(name, rtype, endpoint)
+    config_path = layers.get(f"{prefix}.runtime_config_path", str, "")
+    if config_path and not Path(config_path).is_absolute():
+        # Relative to the file that names it, so shipped examples work from any directory.
+        config_path = str((Path(layers.source(f"{prefix}.runtime_config_path")).parent / config_path).resolve())
+    return RuntimeHandler(name, rtype, endpoint, config_path)
 
 
 def load(argv: list[str] | None = None) -> CrioConfig:

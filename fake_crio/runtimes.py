@@ -251,6 +251,7 @@ class PodRuntime:
         await self.channel.close(grace=None)
 
 
+
 def _passthrough(err: grpc.aio.AioRpcError) -> RpcError:
     """Re-raises a status the monitor answered (NOT_FOUND, INVALID_ARGUMENT, ...) to our caller."""
     e = RpcError(err.details() or err.code().name)

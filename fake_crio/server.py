@@ -93,6 +93,12 @@ class Crio:
         for name, handler in config.runtimes.items():
             if handler.runtime_type == "pod":
                 runtimes[name] = PodRuntime(name, handler.monitor_endpoint, tracing, config.max_log_bytes)
+            elif handler.runtime_type == "vm":
+                from fake_crio.vm import VmRuntime
+
+                runtimes[name] = VmRuntime(name, handler.runtime_config_path, config.runroot,
+                                           config.tracing.tracing_endpoint, config.tracing.enable_tracing,
+                                           config.max_log_bytes)
             else:
                 runtimes[name] = OciRuntime(name, store.work_dir, config.max_log_bytes)
         return cls(config, store, ImageStore(config.root), runtimes, tracing)
@@ -276,6 +282,9 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
                 log.info("Stopped pod sandbox (already stopped): %s", sb.id)
                 return pb.StopPodSandboxResponse()
             await asyncio.gather(*(self._stop(c, 0) for c in self.store.containers_of(sb.id)))
+            rt = self.crio.runtimes.get(sb.runtime_handler)
+            if hasattr(rt, "stop_sandbox"):
+                await rt.stop_sandbox(sb)
             sb.state = SANDBOX_NOTREADY
             self.store.save_sandbox(sb)
         log.info("Stopped pod sandbox: %s", sb.id)
@@ -292,6 +301,9 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         async with self.step("removePodSandbox"):
             for c in self.store.containers_of(sb.id):
                 await self._remove(c)
+            rt = self.crio.runtimes.get(sb.runtime_handler)
+            if hasattr(rt, "stop_sandbox"):
+                await rt.stop_sandbox(sb)
             self.store.delete_sandbox(sb.id)
         log.info("Removed pod sandbox: %s", sb.id)
         return pb.RemovePodSandboxResponse()

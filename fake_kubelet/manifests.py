@@ -62,6 +62,7 @@ class Pod:
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     source: str = ""
+    runtime_class: str = ""  # spec.runtimeClassName: the CRI runtime handler
 
     @property
     def full_name(self) -> str:
@@ -197,7 +198,8 @@ def parse_pod(content: bytes, source: str, node: str = "cristack-node") -> Pod:
             uid=_str(meta.get("uid"), "metadata.uid") or derived_uid(source, content, node),
             containers=containers, init_containers=inits, restart_policy=policy,
             termination_grace_period=grace, labels=_strmap(meta.get("labels"), "metadata.labels"),
-            annotations=_strmap(meta.get("annotations"), "metadata.annotations"), source=source)
+            annotations=_strmap(meta.get("annotations"), "metadata.annotations"), source=source,
+            runtime_class=_str(spec.get("runtimeClassName"), "spec.runtimeClassName"))
     except ManifestError as err:
         raise ManifestError(f"{source}: {err}") from None
 

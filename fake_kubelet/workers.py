@@ -219,7 +219,8 @@ class PodWorker:
         pod = self.pod
         log_dir = self.pod_logs_dir / f"{pod.namespace}_{pod.name}_{pod.uid}"
         config = self._sandbox_config(attempt, log_dir)
-        resp = await self.cri.call("RunPodSandbox", pb.RunPodSandboxRequest(config=config))
+        resp = await self.cri.call("RunPodSandbox", pb.RunPodSandboxRequest(
+            config=config, runtime_handler=pod.runtime_class))
         await self.cri.call("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=resp.pod_sandbox_id))
         log.info("pod %s: sandbox %s ready (attempt %d)", pod.full_name, resp.pod_sandbox_id[:13], attempt)
         return resp.pod_sandbox_id

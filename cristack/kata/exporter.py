@@ -1,0 +1,66 @@
+"""The agent's span exporter: no OTLP, only frames on the VSOCK stand-in (AF_VSOCK where an
+unprivileged process may use it, else a unix socket). With no forwarder listening it logs one
+error and drops spans; the workload never notices."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from cristack.endpoints import parse_endpoint
+from cristack.kata.frames import encode
+
+log = logging.getLogger(__name__)
+
+
+class FrameExporter(SpanExporter):
+    def __init__(self, address: str) -> None:
+        self.endpoint = parse_endpoint(address)
+        self._sock: socket.socket | None = None
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def _connect(self) -> socket.socket:
+        if self.endpoint.path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(1.0)
+            sock.connect(str(self.endpoint.path))
+        else:
+            sock = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=1.0)
+        return sock
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        frame = encode(encode_spans(spans).SerializeToString())
+        with self._lock:
+            for _ in range(2):  # once more on a fresh connection if the forwarder restarted
+                try:
+                    if self._sock is None:
+                        self._sock = self._connect()
+                    self._sock.sendall(frame)
+                    self._warned = False
+                    return SpanExportResult.SUCCESS
+                except OSError as err:
+                    if self._sock is not None:
+                        self._sock.close()
+                        self._sock = None
+                    error = err
+            if not self._warned:
+                log.error("no trace forwarder at %s (%s); agent spans are dropped until one listens",
+                          self.endpoint, getattr(error, "strerror", None) or error)
+                self._warned = True
+            return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

@@ -1,0 +1,104 @@
+"""``cristack trace-forwarder``: reads span frames from Kata-style agents and exports them over
+OTLP/gRPC. Like Kata's forwarder it refuses to start when the collector cannot be reached,
+and a malformed frame closes that agent's connection without affecting the others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+import grpc
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
+
+from cristack.endpoints import Endpoint, parse_endpoint, prepare_unix_listener, secure_socket
+from cristack.kata.frames import Decoder, FrameError
+
+log = logging.getLogger(__name__)
+
+
+class CollectorUnreachable(RuntimeError):
+    pass
+
+
+def check_collector(endpoint: str, timeout: float = 2.0) -> None:
+    ep = parse_endpoint(endpoint)
+    try:
+        with socket.create_connection((ep.host, ep.port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise CollectorUnreachable(f"cannot reach the collector at {endpoint}: {err.strerror or err}") from None
+
+
+class Forwarder:
+    def __init__(self, listen: Endpoint, otlp_endpoint: str) -> None:
+        self.listen = listen
+        self.otlp_endpoint = otlp_endpoint
+        self.frames = 0
+        self.rejected = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        check_collector(self.otlp_endpoint)
+        channel = grpc.aio.insecure_channel(parse_endpoint(self.otlp_endpoint).grpc_target)
+        stub = tgrpc.TraceServiceStub(channel)
+        if self.listen.path is not None:
+            prepare_unix_listener(self.listen.path, private_parent=False)
+            server = await asyncio.start_unix_server(lambda r, w: self._agent(r, w, stub), path=str(self.listen.path))
+            secure_socket(self.listen.path)
+        else:
+            server = await asyncio.start_server(lambda r, w: self._agent(r, w, stub), self.listen.host,
+                                                self.listen.port)
+        log.info("trace forwarder: frames on %s → OTLP %s", self.listen, self.otlp_endpoint)
+        async with server:
+            await stop.wait()
+        await channel.close()
+
+    async def _agent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stub) -> None:  # noqa: ANN001
+        decoder = Decoder()
+        try:
+            while data := await reader.read(65536):
+                for payload in decoder.feed(data):
+                    request = tpb.ExportTraceServiceRequest()
+                    try:
+                        request.ParseFromString(payload)
+                    except DecodeError as err:
+                        raise FrameError(f"payload is not an ExportTraceServiceRequest: {err}") from None
+                    self.frames += 1
+                    try:
+                        await stub.Export(request, timeout=2.0)
+                    except grpc.aio.AioRpcError as err:
+                        log.warning("trace forwarder: export failed (%s); %d spans dropped", err.code().name,
+                                    sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
+            decoder.close()
+        except FrameError as err:
+            self.rejected += 1
+            log.error("trace forwarder: dropping an agent connection: %s", err)
+        finally:
+            writer.close()
+
+
+def main(listen: str, otlp_endpoint: str) -> int:
+    """Runs until SIGTERM/SIGINT; 1 (with a message) when the collector is unreachable at start."""
+    try:
+        ep = parse_endpoint(listen)
+        parse_endpoint(otlp_endpoint)
+    except ValueError as err:
+        print(f"cristack trace-forwarder: {err}", flush=True)
+        return 2
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await Forwarder(ep, otlp_endpoint).run(stop)
+        except CollectorUnreachable as err:
+            print(f"cristack trace-forwarder: {err}", flush=True)
+            return 1
+        return 0
+
+    return asyncio.run(go())
