@@ -138,11 +138,12 @@ def test_collector_flapping(make_stack):
         if i % 2 == 0:
             sink = Sink()
             sink.start(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}")
+            time.sleep(1.5)  # exporters retry a lost endpoint at least every second
         manifest(stack, f"flap{i}", policy="Never", command='["echo", "hi"]')
         time.sleep(1.0)
         if sink is not None and i % 2 == 0:
             got = sink.store.wait(lambda st, i=i: any(s.attributes.get("k8s.pod.name") == f"flap{i}"
-                                                      for s in st.spans()), 10)
+                                                      for s in st.spans()), 15)
             sink.stop()
             sink = None
             assert got, f"spans of flap{i}, sent while the collector was up, arrived"
