@@ -41,7 +41,7 @@ from cristack import __version__
 log = logging.getLogger(__name__)
 
 EXPORT_TIMEOUT_S = 1.0
-SCHEDULE_DELAY_MS = 200
+SCHEDULE_DELAY_MS = 100
 MAX_QUEUE = 4096
 SHUTDOWN_BUDGET_S = 1.2
 # gRPC's default reconnect back-off grows to two minutes: a collector that comes up late

@@ -89,7 +89,7 @@ def find_trace(query: JaegerQuery, *, service: str = "kubelet", operation: str =
                     return best, True
             else:
                 stable_since, last_count = time.monotonic(), len(best)
-        time.sleep(0.2)
+        time.sleep(0.1)
     return best, False
 
 
