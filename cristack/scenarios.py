@@ -40,7 +40,7 @@ from cristack.jaeger import free_ports
 from cristack.sink.receiver import Sink
 from cristack.sink.store import Span, SpanStore
 from cristack.stack import Stack, StackOptions, example
-from cristack.tomlconf import tomllib
+from cristack.tomlconf import read_toml
 
 ACTIONS = ("replace-manifest", "add-manifest", "stop-sink", "start-sink")
 
@@ -88,10 +88,7 @@ def load(name: str) -> Scenario:
     path = scenarios_dir() / name / "scenario.toml"
     if not path.is_file():
         raise ConfigError(str(path), "", f"no scenario {name!r} (known: {', '.join(names())})")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(str(path), "", f"invalid TOML: {err}") from None
+    doc = read_toml(path)
     known = {"title", "mode", "duration_s", "runtime_types", "kubelet_sampling", "crio_sampling", "backoff_base",
              "faults", "pull_bandwidth_mbps", "pods", "action", "kata"}
     for key in doc:

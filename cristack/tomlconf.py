@@ -16,6 +16,18 @@ else:  # pragma: no cover - Python 3.10
 from cristack.errors import ConfigError
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; ConfigError naming the file when it is missing or malformed."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(str(path), "", f"cannot read: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), "", f"invalid TOML: {err}") from None
+
+
 @dataclass
 class Layered:
     """Flattened ``dotted.key -> value`` with the source file of each key."""
@@ -24,15 +36,7 @@ class Layered:
     sources: dict[str, str] = field(default_factory=dict)
 
     def merge_file(self, path: Path) -> None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(str(path), "", "no such file") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(str(path), "", f"cannot read: {err}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(str(path), "", f"invalid TOML: {err}") from None
-        self._merge(data, "", str(path))
+        self._merge(read_toml(path), "", str(path))
 
     def _merge(self, table: dict[str, Any], prefix: str, source: str) -> None:
         for key, value in table.items():

@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 
 from cristack.errors import ConfigError, RpcError
-from cristack.tomlconf import tomllib
+from cristack.tomlconf import read_toml
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,7 @@ def parse(entries: Any, seed: int, source: str, key: str) -> Faults:
 
 def load_file(path: Path) -> Faults:
     """A faults.toml: ``seed`` and ``[[fault]]`` entries."""
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(str(path), "", f"cannot read: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(str(path), "", f"invalid TOML: {err}") from None
+    doc = read_toml(path)
     unknown = set(doc) - {"seed", "fault"}
     if unknown:
         raise ConfigError(str(path), sorted(unknown)[0], "unknown key (expected seed and [[fault]])")

@@ -30,7 +30,7 @@ from cristack.procs import serving
 from cristack.rpctrace import inject
 from cristack.supervise import ExecResult
 from cristack.telemetry import Telemetry, TracingSettings
-from cristack.tomlconf import tomllib
+from cristack.tomlconf import read_toml
 from fake_crio.runtimes import PodRuntime
 from fake_crio.state import ContainerRecord, SandboxRecord
 
@@ -50,12 +50,7 @@ class KataConfig:
     def load(path: Path | None) -> KataConfig:
         if path is None:
             return KataConfig()
-        try:
-            doc = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(str(path), "", "no such file") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(str(path), "", f"invalid TOML: {err}") from None
+        doc = read_toml(path)
         runtime = doc.get("runtime", {}).get("enable_tracing", False)
         agent = doc.get("agent", {}).get("kata", {}).get("enable_tracing", False)
         forwarder = doc.get("cristack", {}).get("trace_forwarder", "")
@@ -118,7 +113,10 @@ class VmRuntime:
         return vm
 
     async def create_sandbox(self, sb: SandboxRecord) -> None:
-        cfg = KataConfig.load(self.config_path)
+        try:
+            cfg = KataConfig.load(self.config_path)
+        except ConfigError as err:
+            raise FailedPrecondition(f"runtime handler {self.name}: {err}") from None
         tracer = self._tracer(cfg)
         with tracer.start_as_current_span("CreateSandbox", attributes={"sandbox_id": sb.id}):
             vm_dir = self.runroot / sb.id[:12]
