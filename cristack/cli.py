@@ -178,8 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.func is not sink and args.func is not trace_forwarder:
+        # SIGTERM unwinds like Ctrl-C, so that the processes a command started are stopped too.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         sys.exit(args.func(args))
     except KeyboardInterrupt:

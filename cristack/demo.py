@@ -8,11 +8,13 @@ with ``--runonce`` while showing progress, prints the containers' output and eac
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +138,18 @@ def write_outputs(store: SpanStore, views: list[tuple[str, TraceView]], opts: De
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
+    """The demo; whatever happens (Ctrl-C, SIGTERM, a closed pipe), the processes it started
+    are stopped before it returns."""
+    cleanup: list[Callable[[], object]] = []
+    try:
+        return _run_demo(opts, console, cleanup)
+    finally:
+        for fn in reversed(cleanup):
+            with contextlib.suppress(Exception):
+                fn()
+
+
+def _run_demo(opts: DemoOptions, console: Console | None, cleanup: list[Callable[[], object]]) -> int:
     console = console or make_console()
     err = Console(stderr=True)
     pods = opts.pods or [example("pods", "hello.yaml")]
@@ -149,9 +163,12 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     if endpoint is None:
         sink = Sink()
         endpoint = sink.start().otlp_endpoint
+        cleanup.append(sink.stop)
     base = Path(tempfile.mkdtemp(prefix="cristack-demo-"))
+    cleanup.append(lambda: shutil.rmtree(base, ignore_errors=True))
     stack = Stack(base, StackOptions(runtime_type=opts.runtime_type, otlp_endpoint=endpoint, relist_period="0.2s",
                                      backoff_base="1s", pull_latency_ms=40))
+    cleanup.append(stack.stop)
     for p in pods:
         stack.add_manifest(p)
     say = (lambda *a, **k: None) if opts.quiet else console.print

@@ -87,11 +87,14 @@ class Sink:
         return self.addresses
 
     def stop(self) -> None:
+        """Stops both listeners (a second call does nothing)."""
         if self._grpc is not None:
             self._grpc.stop(0.2)
+            self._grpc = None
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
+            self._http = None
         self.store.close()
 
 

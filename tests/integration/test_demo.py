@@ -164,3 +164,22 @@ def test_demo_sends_to_an_external_endpoint(tmp_path: Path, sink) -> None:
 def test_demo_rejects_bad_arguments() -> None:
     proc = run("demo", "--otlp-endpoint", "not an endpoint")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_demo_keep_then_sigterm_stops_everything_it_started():
+    proc = subprocess.Popen(component_argv("cristack", "demo", "--keep", "--quiet"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and base is None:
+        line = proc.stdout.readline()
+        if "keeps running in" in line:
+            base = line.split("keeps running in", 1)[1].split()[0]
+    assert base, "the demo said where its stack runs"
+    assert subprocess.run(["pgrep", "-f", base], capture_output=True).stdout.split(), "components are running"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+    deadline = time.monotonic() + 5
+    while subprocess.run(["pgrep", "-f", base], capture_output=True).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not subprocess.run(["pgrep", "-f", base], capture_output=True).stdout, "nothing left running"
