@@ -22,19 +22,18 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-HEADER = struct.Struct("!I")
+from cristack import frames
+
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 8
 
 
 def _send(sock: socket.socket, message: dict, fds: Sequence[int] = ()) -> None:
-    data = json.dumps(message).encode()
-    payload = HEADER.pack(len(data)) + data
+    payload = frames.encode(json.dumps(message).encode())
     if fds:
         sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
     else:
@@ -102,7 +101,7 @@ def serve(sock: socket.socket) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, "sock")
     sel.register(wake_r, selectors.EVENT_READ, "wake")
-    buf = b""
+    decoder = frames.Decoder(MAX_MESSAGE)
     fd_queue: list[int] = []
     while True:
         for key, _ in sel.select():
@@ -119,13 +118,8 @@ def serve(sock: socket.socket) -> None:
                     fds = array.array("i")
                     fds.frombytes(cdata[: len(cdata) - (len(cdata) % fds.itemsize)])
                     fd_queue.extend(fds)
-            buf += data
-            while len(buf) >= HEADER.size:
-                (size,) = HEADER.unpack_from(buf)
-                if len(buf) < HEADER.size + size:
-                    break
-                request = json.loads(buf[HEADER.size:HEADER.size + size])
-                buf = buf[HEADER.size + size:]
+            for payload in decoder.feed(data):
+                request = json.loads(payload)
                 count = int(request.get("nfds", 0))
                 fds, fd_queue = fd_queue[:count], fd_queue[count:]
                 try:
@@ -206,20 +200,11 @@ class Zygote:
 
     async def _read(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        buf = b""
+        decoder = frames.Decoder(MAX_MESSAGE)
         try:
-            while True:
-                data = await loop.sock_recv(sock, 65536)
-                if not data:
-                    break
-                buf += data
-                while len(buf) >= HEADER.size:
-                    (size,) = HEADER.unpack_from(buf)
-                    if len(buf) < HEADER.size + size:
-                        break
-                    msg = json.loads(buf[HEADER.size:HEADER.size + size])
-                    buf = buf[HEADER.size + size:]
-                    self._dispatch(msg)
+            while data := await loop.sock_recv(sock, 65536):
+                for payload in decoder.feed(data):
+                    self._dispatch(json.loads(payload))
         finally:
             err = ZygoteGone("the container fork server exited")
             for fut in [*self._pending.values(), *self._exits.values()]:

@@ -118,6 +118,16 @@ class PodStatus:
         return max(mine, key=lambda c: (c.attempt, c.created_at), default=None)
 
 
+async def _unless_gone(cri: CriClient, method: str, request: Any) -> Any:
+    """A status call, or None when the object was removed between the list and the call."""
+    try:
+        return await cri.call(method, request)
+    except grpc.aio.AioRpcError as err:
+        if err.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+
+
 async def get_pod_status(cri: CriClient, uid: str) -> PodStatus:
     """The kubelet's GetPodStatus: the pod's sandboxes and containers, filtered by its uid label."""
     status = PodStatus(uid)
@@ -125,26 +135,18 @@ async def get_pod_status(cri: CriClient, uid: str) -> PodStatus:
     sandboxes = await cri.call("ListPodSandbox", pb.ListPodSandboxRequest(
         filter=pb.PodSandboxFilter(label_selector=selector)))
     for item in sorted(sandboxes.items, key=lambda s: s.created_at, reverse=True):
-        try:
-            resp = await cri.call("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=item.id))
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                continue
-            raise
-        s = resp.status
-        status.sandboxes.append(SandboxState(s.id, s.state, s.metadata.attempt, s.created_at))
+        resp = await _unless_gone(cri, "PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=item.id))
+        if resp is not None:
+            s = resp.status
+            status.sandboxes.append(SandboxState(s.id, s.state, s.metadata.attempt, s.created_at))
     containers = await cri.call("ListContainers", pb.ListContainersRequest(
         filter=pb.ContainerFilter(label_selector=selector)))
     for item in containers.containers:
-        try:
-            resp = await cri.call("ContainerStatus", pb.ContainerStatusRequest(container_id=item.id))
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                continue
-            raise
-        c = resp.status
-        status.containers.append(ContainerState(
-            id=c.id, sandbox_id=item.pod_sandbox_id, name=c.metadata.name, attempt=c.metadata.attempt,
-            state=c.state, exit_code=c.exit_code, reason=c.reason, message=c.message, created_at=c.created_at,
-            started_at=c.started_at, finished_at=c.finished_at))
+        resp = await _unless_gone(cri, "ContainerStatus", pb.ContainerStatusRequest(container_id=item.id))
+        if resp is not None:
+            c = resp.status
+            status.containers.append(ContainerState(
+                id=c.id, sandbox_id=item.pod_sandbox_id, name=c.metadata.name, attempt=c.metadata.attempt,
+                state=c.state, exit_code=c.exit_code, reason=c.reason, message=c.message,
+                created_at=c.created_at, started_at=c.started_at, finished_at=c.finished_at))
     return status

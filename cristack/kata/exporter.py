@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from cristack.endpoints import parse_endpoint
-from cristack.kata.frames import encode
+from cristack.frames import encode
 
 log = logging.getLogger(__name__)
 

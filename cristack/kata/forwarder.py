@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
 from cristack.endpoints import Endpoint, parse_endpoint, prepare_unix_listener, secure_socket
-from cristack.kata.frames import Decoder, FrameError
+from cristack.frames import Decoder, FrameError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cristack.kata.frames import HEADER, MAX_FRAME, Decoder, FrameError, encode
+from cristack.frames import HEADER, MAX_FRAME, Decoder, FrameError, encode
 from cristack.pb.runtime.v1 import api_pb2 as pb
 from cristack.procs import component_argv
 from tests.conftest import container_config, free_port, pod_config, start_crio

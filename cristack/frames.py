@@ -1,6 +1,8 @@
-"""The agent → forwarder wire: each frame is an 8-byte big-endian length, then that many bytes
-of payload; a payload is one OTLP ExportTraceServiceRequest in protobuf. (Kata's agent and
-trace forwarder use the same length-prefixed framing over VSOCK.)"""
+"""Length-prefixed frames: an 8-byte big-endian length, then that many bytes of payload.
+
+Two wires use them: the Kata-style agent → trace forwarder stream (each payload one OTLP
+ExportTraceServiceRequest in protobuf, as Kata's agent and forwarder frame them over VSOCK),
+and the supervisor ↔ fork-server socket (each payload a JSON message)."""
 
 from __future__ import annotations
 
