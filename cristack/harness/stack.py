@@ -204,11 +204,19 @@ class Stack:
     def start_runtime(self) -> None:
         """Starts fake-conmon (for runtime type pod) and fake-crio side by side, and waits until
         both serve (crio connects to the monitor lazily, so neither waits for the other)."""
+        self.spawn_runtime()
+        self.wait_runtime()
+
+    def spawn_runtime(self) -> None:
+        """Starts fake-conmon (for runtime type pod) and fake-crio without waiting for them."""
         if self.opts.runtime_type == "pod":
             self.conmon = start("fake-conmon", self.conmon_args(), self.base / "conmon.log",
                                 endpoint=parse_endpoint(str(self.conmon_socket)), env=self._env(), wait=False)
         self.crio = start("fake-crio", self.crio_args(), self.base / "crio.log",
                           endpoint=parse_endpoint(str(self.crio_socket)), env=self._env(), wait=False)
+
+    def wait_runtime(self) -> None:
+        """Waits until what ``spawn_runtime`` started serves; on failure stops the stack and raises."""
         for proc in (self.conmon, self.crio):
             if proc is not None:
                 try:
@@ -234,15 +242,27 @@ class Stack:
     def stop(self) -> dict[str, float]:
         """Stops kubelet, crio and conmon; returns the seconds each took to exit. The kubelet is told first,
         then all three shut down side by side, so stopping takes as long as the slowest, not the sum."""
-        procs = [(name, p) for name in ("kubelet", "crio", "conmon") if (p := getattr(self, name)) is not None]
+        procs = self.procs()
         started = time.monotonic()
-        for _, proc in procs:
-            proc.terminate()
+        self.terminate()
         took = {}
         for name, proc in procs:
             proc.stop()
             took[name] = time.monotonic() - started
         return took
+
+    def procs(self) -> list[tuple[str, Proc]]:
+        """The processes started so far, kubelet first."""
+        return [(name, p) for name in ("kubelet", "crio", "conmon") if (p := getattr(self, name)) is not None]
+
+    def terminate(self) -> None:
+        """SIGTERM to every process, the kubelet first, without waiting (``stop`` waits)."""
+        for _, proc in self.procs():
+            proc.terminate()
+
+    def alive(self) -> bool:
+        """Whether every process started so far still runs."""
+        return all(proc.popen.poll() is None for _, proc in self.procs())
 
     def logs(self) -> dict[str, str]:
         return {name: p.log_text() for name in ("conmon", "crio", "kubelet")
