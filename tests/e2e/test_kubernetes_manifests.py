@@ -136,6 +136,20 @@ def test_jaeger_config_is_accepted_by_jaeger():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_collector_pipeline_is_accepted_by_the_same_collector_components(tmp_path: Path):
+    """Jaeger v2.13.0 bundles the otlp receiver, batch processor and otlp exporter of collector v0.140.0, the
+    core of otelcol-contrib 0.140.1; it lacks only the contrib health_check extension, which is left out here."""
+    jaeger = require_tool("jaeger")
+    cfg = yaml.safe_load((DEPLOY / "base" / "otel-collector-config.yaml").read_text())
+    assert cfg.pop("extensions") == {"health_check": {"endpoint": "0.0.0.0:13133"}}  # the probes' port
+    assert cfg["service"].pop("extensions") == ["health_check"]
+    assert cfg["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"  # the Jaeger Service in the base
+    core = tmp_path / "collector.yaml"
+    core.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([jaeger, "validate", f"--config=file:{core}"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_jaeger_validate_refuses_a_broken_config(tmp_path: Path):
     """So that the test above can fail: a misspelt key is refused."""
     jaeger = require_tool("jaeger")
