@@ -10,7 +10,9 @@ masking: ids, uuids, digests, host paths, timestamps, durations, pids, ports) ar
 
 Comparing (``diff``): each span is keyed by its path from the root (``service:name > service:name``),
 never by its label or position, and rendered as one line per fact (kind, scope, status, each attribute,
-each event); the two renderings are compared as a unified diff. A missing or extra span, a changed kind,
+each distinct event, in order of first appearance: a repetition with the same masked attributes, such as
+one more read of a container's output, is timing, not structure); the two renderings are compared as a
+unified diff. A missing or extra span, a changed kind,
 scope, parent, attribute key or value, or event shows as ``-``/``+`` lines under the span's path.
 
     cristack snapshot TRACE_FILE_OR_JAEGER_URL [--trace ID | --match SELECTOR] [-o SNAPSHOT]
@@ -130,9 +132,13 @@ def render(snapshot: dict[str, Any]) -> list[str]:
     for s in snapshot["spans"]:
         lines = [f"  kind {s['kind']}", f"  scope {s['scope']!r}", f"  status {s['status']}"]
         lines += [f"  attr {k} = {json.dumps(v, ensure_ascii=False)}" for k, v in s["attributes"].items()]
+        events = []
         for e in s["events"]:
             attrs = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in e["attributes"].items())
-            lines.append(f"  event {e['name']!r} {{{attrs}}}")
+            events.append(f"  event {e['name']!r} {{{attrs}}}")
+        # An event that repeats with the same (masked) attributes counts once: how many reads a container's
+        # output took, and so how many "Read <n> bytes" a conmon-rs stdout span holds, is timing.
+        lines += dict.fromkeys(events)
         blocks[s["path"]].append("\n".join(lines))
     out = []
     for path in sorted(blocks):
