@@ -13,7 +13,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
 from cristack.lifeline import stop_on_signals
-from cristack.wire.endpoints import Endpoint, parse_endpoint, prepare_unix_listener, secure_socket
+from cristack.wire.endpoints import Endpoint, parse_endpoint, prepare_unix_listener, secure_socket, socket_umask
 from cristack.wire.frames import Decoder, FrameError
 from fake_kata.spandata import SpanDataError, decode, export_request
 
@@ -50,7 +50,9 @@ class Forwarder:
         stub = tgrpc.TraceServiceStub(channel)
         if self.listen.path is not None:
             prepare_unix_listener(self.listen.path, private_parent=False)
-            server = await asyncio.start_unix_server(lambda r, w: self._agent(r, w, stub), path=str(self.listen.path))
+            with socket_umask():
+                server = await asyncio.start_unix_server(lambda r, w: self._agent(r, w, stub),
+                                                         path=str(self.listen.path))
             secure_socket(self.listen.path)
         else:
             server = await asyncio.start_server(lambda r, w: self._agent(r, w, stub), self.listen.host,

@@ -14,6 +14,7 @@ import os
 import socket
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,8 +127,19 @@ def prepare_unix_listener(path: Path, *, private_parent: bool) -> None:
         path.unlink()
 
 
+@contextlib.contextmanager
+def socket_umask() -> Iterator[None]:
+    """Around a bind: the socket file is born with ``SOCKET_MODE``, so that no client ever finds it with the
+    process's default mode (the umask is the process's, and nothing else creates files while a server binds)."""
+    old = os.umask(0o777 & ~SOCKET_MODE)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
 def secure_socket(path: Path) -> None:
-    """Sets the socket file's mode once the server has bound it."""
+    """Sets the socket file's mode once the server has bound it (a second line behind ``socket_umask``)."""
     os.chmod(path, SOCKET_MODE)
 
 

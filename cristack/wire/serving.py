@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 
 from cristack.lifeline import stop_on_signals
-from cristack.wire.endpoints import Endpoint, prepare_unix_listener, secure_socket, warn_if_exposed
+from cristack.wire.endpoints import Endpoint, prepare_unix_listener, secure_socket, socket_umask, warn_if_exposed
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +101,21 @@ async def serve(
         prepare_unix_listener(endpoint.path, private_parent=private_parent)
     else:
         warn_if_exposed(endpoint, component)
-    try:
-        port = server.add_insecure_port(endpoint.grpc_target)
-    except RuntimeError:
-        port = 0  # grpc raises where it cannot bind
-    if port == 0:
-        raise OSError(f"cannot listen on {endpoint.grpc_target} (address in use or not permitted)")
-    await server.start()
-    if endpoint.path is not None:
-        secure_socket(endpoint.path)
-    where = endpoint.grpc_target if endpoint.path is not None or endpoint.port else f"{endpoint.host}:{port}"
-    log.info("%s serving on %s", component, where)
-
+    # The stop signals are ours before the socket exists: a client that sees it serving may stop us at once
+    # (a supervisor, a test), and the default action would kill us with the socket left behind.
     with stop_on_signals() as stop:
+        with socket_umask():
+            try:
+                port = server.add_insecure_port(endpoint.grpc_target)
+            except RuntimeError:
+                port = 0  # grpc raises where it cannot bind
+            if port == 0:
+                raise OSError(f"cannot listen on {endpoint.grpc_target} (address in use or not permitted)")
+            await server.start()
+        if endpoint.path is not None:
+            secure_socket(endpoint.path)
+        where = endpoint.grpc_target if endpoint.path is not None or endpoint.port else f"{endpoint.host}:{port}"
+        log.info("%s serving on %s", component, where)
         try:
             if on_started is not None:
                 await on_started()

@@ -4,7 +4,9 @@ binaries, path escapes, TCP exposure."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -189,10 +191,25 @@ def test_default_socket_dir_is_private(tmp_path):
 
     env = {"XDG_RUNTIME_DIR": str(tmp_path / "xdg")}
     sock = tmp_path / "xdg" / f"cristack-{os.getuid()}" / "crio.sock"
+    # The socket's mode from the first moment it exists, not only once the server is up: a client (this
+    # test, the kubelet) may find it before the server has finished starting.
+    first_seen: list[int] = []
+    stop_watch = threading.Event()
+
+    def watch() -> None:
+        while not stop_watch.is_set() and not first_seen:
+            with contextlib.suppress(FileNotFoundError):
+                first_seen.append(sock.stat().st_mode & 0o777)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     proc = start("fake-crio", ["--root", str(tmp_path / "r"), "--runroot", str(tmp_path / "rr")],
                  tmp_path / "crio.log", endpoint=parse_endpoint(str(sock)), env=env)
+    stop_watch.set()
+    watcher.join()
     try:
         assert oct(sock.parent.stat().st_mode & 0o777) == "0o700"
+        assert [oct(m) for m in first_seen] == ["0o660"], "the socket was born with another mode"
         assert oct(sock.stat().st_mode & 0o777) == "0o660"
     finally:
         proc.stop()

@@ -270,3 +270,23 @@ def test_ctrl_c_during_the_interpreters_own_start_ends_a_component_quietly() -> 
         proc.wait(timeout=10)
         err = proc.stderr.read() if proc.stderr else ""
         assert proc.returncode == -signal.SIGINT and "Traceback" not in err, (delay_ms, proc.returncode, err)
+
+
+@pytest.mark.parametrize("component", ["fake-crio", "fake-conmon"])
+def test_a_stop_signal_the_moment_the_socket_appears_is_a_clean_stop(tmp_path: Path, component: str) -> None:
+    """A supervisor (or a test) that sees the socket may stop the server at once, before it has finished
+    starting: that is a clean stop (exit 0, socket removed), not death by the signal's default action."""
+    sock = tmp_path / "run" / "s.sock"
+    args = {"fake-crio": ["--listen", f"unix://{sock}", "--root", str(tmp_path / "r"), "--runroot",
+                          str(tmp_path / "rr"), "--enable-tracing=false"],
+            "fake-conmon": ["--listen", f"unix://{sock}", "--runtime-dir", str(tmp_path / "c")]}[component]
+    for attempt in range(3):  # three times: the window before serving is short
+        proc = subprocess.Popen(component_argv(component, *args), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+            pass  # no sleep: the signal must land as close to the bind as we can make it
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, f"attempt {attempt}: exit {proc.returncode}\n{err}"
+        assert not sock.exists(), f"attempt {attempt}: the socket was left behind"
