@@ -22,7 +22,9 @@ class Cluster:
     def __init__(self, base: Path, plans: list[NodePlan], options: StackOptions) -> None:
         self.base = base
         self.plans = plans
-        self.stacks = [Stack(base / plan.name if plan.name else base,
+        # A node of its own is the base itself (a short socket path: a unix socket's path has at most 107 bytes,
+        # and a StatefulSet pod's name may have 63); several each get a directory named for them.
+        self.stacks = [Stack(base / plan.name if len(plans) > 1 else base,
                              replace(options, node_name=plan.name, pod_cidr=plan.pod_cidr)) for plan in plans]
 
     def __iter__(self):  # noqa: ANN204 - an iterator of (NodePlan, Stack)

@@ -76,7 +76,8 @@ def node_plans(opts: UpOptions) -> list[NodePlan]:
 
 def run_up(opts: UpOptions, console: Console | None = None) -> int:
     """``cristack up``; whatever happens, the processes it started are stopped before it returns."""
-    console = console or Console()
+    # Off a terminal (a pipe, `kubectl logs`), lines are never wrapped: whoever reads them decides.
+    console = console or Console(soft_wrap=not sys.stdout.isatty())
     cleanup: list[Callable[[], object]] = []
     try:
         return _run_up(opts, console, cleanup)

@@ -63,6 +63,9 @@ PLAN: dict[str, Plan] = {
         Plan("not-run", why="its [--speed] is optional syntax and it needs a collector on :4317; "
                             "tests/e2e/test_replay.py replays a demo recording to a real Jaeger"),
     ".venv/bin/cristack up --manifests ./pods": Plan("serve", ["Ctrl-C stops everything"]),
+    ".venv/bin/cristack up --nodes 3 --manifests ./pods": Plan("serve", ["node-3: pod CIDR 10.244.3.0/24"]),
+    ".venv/bin/cristack demo --nodes 2 --spread --pod a.yaml --pod b.yaml":
+        Plan("run", ["running a.yaml on node-1", "running b.yaml on node-2", "default/b on node-2 start: "]),
     ".venv/bin/cristack sink": Plan("serve", ["cristack sink: OTLP gRPC on 127.0.0.1:4317"], rewrite=SINK_PORTS),
     "docker compose up --build": Plan("docker"),
     "docker compose --env-file deploy/collector.env up --build": Plan("docker"),
@@ -114,9 +117,9 @@ def _id(command: str) -> str:
 
 
 def _files(workdir: Path) -> None:
-    """The files the README's examples name as the user's own: two pods, a manifests directory."""
+    """The files the README's examples name as the user's own: four pods, a manifests directory."""
     hello = yaml.safe_load((REPO / "examples" / "pods" / "hello.yaml").read_text())
-    for name in ("my-pod", "other"):
+    for name in ("my-pod", "other", "a", "b"):
         doc = {**hello, "metadata": {**hello["metadata"], "name": "mine" if name == "my-pod" else name}}
         (workdir / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     (workdir / "pods").mkdir(exist_ok=True)
