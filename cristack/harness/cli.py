@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK
 from cristack.wire.endpoints import parse_endpoint
 
 
@@ -65,6 +66,34 @@ def _bounds(p: argparse.ArgumentParser) -> None:
                         "/api/sink/stats counts what was dropped")
 
 
+def _nodes_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nodes", type=_count, default=1, metavar="N",
+                   help="run N independent nodes, node-1..node-N, each with its own pod CIDR, all tracing to one "
+                        "endpoint (default 1)")
+    p.add_argument("--spread", action="store_true",
+                   help="with --nodes: deal the pod manifests across the nodes instead of giving each node all")
+
+
+def _index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: an index is 0 or more")
+    return value
+
+
+def _node_name(text: str) -> str:
+    """A node name as Kubernetes takes it: a DNS subdomain (lowercase alphanumerics, '-' and '.')."""
+    import re
+
+    if len(text) > 253 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a node name (lowercase letters, digits, '-' and '.', "
+                                         "starting and ending with a letter or digit)")
+    return text
+
+
 def _env_context(prog: str):  # noqa: ANN202 - an EnvContext
     """TRACEPARENT/TRACESTATE from our environment; a malformed one is ignored with a warning (the spec's way)."""
     from cristack.otel.envcontext import from_environment
@@ -85,7 +114,8 @@ def demo(args: argparse.Namespace) -> int:
     opts = DemoOptions(pods=[Path(p) for p in args.pod], runtime_type=args.runtime_type,
                        otlp_endpoint=args.otlp_endpoint, json_out=args.json, html_out=args.html, keep=args.keep,
                        quiet=args.quiet, wide=args.wide, allow_export_failure=args.allow_export_failure,
-                       parent=_env_context("cristack demo"), jaeger_ui=args.jaeger_ui)
+                       parent=_env_context("cristack demo"), jaeger_ui=args.jaeger_ui, nodes=args.nodes,
+                       spread=args.spread)
     if args.list:
         print_scenario_list(scenarios)
         return 0
@@ -114,7 +144,7 @@ def print_scenario_list(scenarios) -> None:  # noqa: ANN001 - the cristack.harne
 
 
 def up(args: argparse.Namespace) -> int:
-    from cristack.harness.demo import run_up
+    from cristack.harness.up import UpOptions, run_up
 
     scenario = None
     if args.scenario:
@@ -126,9 +156,12 @@ def up(args: argparse.Namespace) -> int:
         except ConfigError as err:
             print(f"cristack up: {err}", file=sys.stderr)
             return 2
-    return run_up(args.manifests, args.runtime_type, args.otlp_endpoint, args.otlp_port, args.http_port,
-                  scenario=scenario, keep=args.keep, store=_store(args), parent=_env_context("cristack up"),
-                  jaeger_ui=args.jaeger_ui)
+    return run_up(UpOptions(
+        manifests=args.manifests, runtime_type=args.runtime_type, otlp_endpoint=args.otlp_endpoint,
+        otlp_port=args.otlp_port, http_port=args.http_port, scenario=scenario, keep=args.keep, store=_store(args),
+        parent=_env_context("cristack up"), jaeger_ui=args.jaeger_ui, nodes=args.nodes, spread=args.spread,
+        node_name=args.node_name, node_index=args.node_index, cluster_cidr=args.cluster_cidr,
+        node_cidr_mask=args.node_cidr_mask_size))
 
 
 def sink(args: argparse.Namespace) -> int:
@@ -319,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scenario", metavar="NAME", help="run a workshop scenario (or 'all': one line each)")
     d.add_argument("--list", action="store_true", help="list the workshop scenarios")
     d.add_argument("--jaeger-ui", metavar="URL", help="link each pod-start trace to this Jaeger UI (e.g. http://127.0.0.1:16686)")
+    _nodes_arguments(d)
     d.set_defaults(func=demo)
 
     u = sub.add_parser("up", help="run the stack until Ctrl-C; drop pod manifests into its directory")
@@ -332,6 +366,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--keep", action="store_true",
                    help="keep the stack's temp dir (state, logs) after it stops; its path is printed")
     u.add_argument("--jaeger-ui", metavar="URL", help="link each pod-start trace to this Jaeger UI (e.g. http://127.0.0.1:16686)")
+    _nodes_arguments(u)
+    u.add_argument("--node-name", metavar="NAME", type=_node_name,
+                   help="this one node's name: the kubelet's --hostname-override and host.name on every span "
+                        "(default: the machine's hostname); in a StatefulSet, $(POD_NAME)")
+    u.add_argument("--node-index", metavar="I", type=_index,
+                   help="this one node's pod CIDR is block I of --cluster-cidr (default: CRI-O's own network, "
+                        "10.85.0.0/16); in a StatefulSet, $(POD_INDEX)")
+    u.add_argument("--cluster-cidr", metavar="CIDR", default=CLUSTER_CIDR,
+                   help=f"the pod network that nodes take their pod CIDRs from (default {CLUSTER_CIDR})")
+    u.add_argument("--node-cidr-mask-size", metavar="BITS", type=int, default=NODE_CIDR_MASK,
+                   help=f"prefix length of each node's pod CIDR (default {NODE_CIDR_MASK})")
     _bounds(u)
     u.set_defaults(func=up)
 

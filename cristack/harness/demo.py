@@ -12,7 +12,6 @@ import contextlib
 import json
 import re
 import shutil
-import sys
 import tempfile
 import textwrap
 import threading
@@ -25,13 +24,14 @@ from rich.console import Console
 
 from cristack.containers.crilog import read_log
 from cristack.harness import expectations, podevents
-from cristack.harness.procs import stop_children
+from cristack.harness.cluster import Cluster
+from cristack.harness.nodeplan import ClusterError, NodePlan, assign, plan_nodes
 from cristack.harness.render import html as html_render
 from cristack.harness.render.model import TraceView, build
 from cristack.harness.render.terminal import make_console, print_trace
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import Span, SpanStore
-from cristack.harness.stack import Stack, StackOptions, example
+from cristack.harness.stack import StackOptions, example
 from cristack.otel import otlpjson
 from cristack.otel.envcontext import EnvContext, jaeger_link
 from cristack.wording import plural
@@ -49,6 +49,8 @@ class DemoOptions:
     quiet: bool = False
     wide: bool = False  # full span names (CRI-O's Go paths), lines as long as they need
     allow_export_failure: bool = False  # with --otlp-endpoint: exit 0 even when nothing was accepted there
+    nodes: int = 1  # several: node-1..node-N side by side (cristack.harness.cluster)
+    spread: bool = False  # deal the pods across the nodes instead of running each on every node
     timeout: float = 120.0
     parent: EnvContext = field(default_factory=EnvContext)  # TRACEPARENT/TRACESTATE: the pod starts' parent
     jaeger_ui: str | None = None  # a Jaeger UI to link each pod-start trace to
@@ -182,6 +184,12 @@ def _run_demo(opts: DemoOptions, console: Console | None, cleanup: list[Callable
             err.print(f"cristack demo: the kubelet rejects this pod: {e}", markup=False, highlight=False,
                       soft_wrap=True)
             return 1
+    try:
+        plans = plan_nodes(opts.nodes) if opts.nodes > 1 else [NodePlan(None, 0, None)]
+    except ClusterError as e:
+        err.print(f"cristack demo: {e}", markup=False, highlight=False)
+        return 2
+    several = len(plans) > 1
     started = time.monotonic()
     sink = None
     endpoint = opts.otlp_endpoint
@@ -191,54 +199,68 @@ def _run_demo(opts: DemoOptions, console: Console | None, cleanup: list[Callable
         cleanup.append(sink.stop)
     base = Path(tempfile.mkdtemp(prefix="cristack-demo-"))
     cleanup.append(lambda: shutil.rmtree(base, ignore_errors=True))
-    stack = Stack(base, StackOptions(runtime_type=opts.runtime_type, otlp_endpoint=endpoint, relist_period="0.2s",
-                                     backoff_base="1s", pull_latency_ms=40, pod_events=True,
-                                     **stack_context(opts.parent)))
-    cleanup.append(stack.stop)
-    for p in pods:
-        stack.add_manifest(p)
+    cluster = Cluster(base, plans, StackOptions(
+        runtime_type=opts.runtime_type, otlp_endpoint=endpoint, relist_period="0.2s", backoff_base="1s",
+        pull_latency_ms=40, pod_events=True, **stack_context(opts.parent)))
+    cleanup.append(cluster.stop)
+    cluster.add_manifests(pods, opts.spread)
+    shares = assign(pods, len(plans), opts.spread)
     say = (lambda *a, **k: None) if opts.quiet else console.print
     chain = "fake-kubelet → fake-crio → fake-conmon" if opts.runtime_type == "pod" else "fake-kubelet → fake-crio"
-    say(f"[bold]cristack demo[/bold]: {chain} (runtime type {opts.runtime_type}), "
+    on = f" on {len(plans)} nodes" if several else ""
+    say(f"[bold]cristack demo[/bold]: {chain}{on} (runtime type {opts.runtime_type}), "
         f"traces to {'the embedded sink' if sink else endpoint}")
     if opts.parent.context is not None:
         say(f"pod starts are children of TRACEPARENT: trace {opts.parent.trace_id}, span {opts.parent.span_id}",
             highlight=False)
     stop_follow = threading.Event()
-    follower = None
+    followers: list[threading.Thread] = []
     rc = 1
     try:
-        kubelet = stack.start(runonce=True)
-        say(f"running {', '.join(p.name for p in pods)} with fake-kubelet --runonce")
+        kubelets = cluster.start(runonce=True)
+        for plan, share in zip(plans, shares, strict=True):
+            where = f" on {plan.name}" if several else ""
+            say(f"running {', '.join(p.name for p in share) or 'no pods'}{where} with fake-kubelet --runonce")
         if not opts.quiet:
-            follower = threading.Thread(target=podevents.follow, daemon=True, args=(
-                stack.events_file, lambda ev: _print_event(console, ev, indent="  "), stop_follow, 0.05))
-            follower.start()
-        rc = kubelet.popen.wait(timeout=opts.timeout)
+            for plan, stack in cluster:
+                prefix = f"  {plan.name} " if several else "  "
+                followers.append(threading.Thread(target=podevents.follow, daemon=True, args=(
+                    stack.events_file, lambda ev, prefix=prefix: print_event(console, ev, prefix=prefix),
+                    stop_follow, 0.05)))
+                followers[-1].start()
+        deadline = time.monotonic() + opts.timeout
+        codes = [k.popen.wait(timeout=max(0.1, deadline - time.monotonic())) for k in kubelets]
+        rc = next((c for c in codes if c != 0), 0)
     except Exception as e:  # noqa: BLE001 - a failure to start is reported with the logs
         err.print(f"cristack demo: {e}")
-        for name, text in stack.logs().items():
-            err.print(f"--- {name} log (tail) ---\n{text[-2000:]}", markup=False, highlight=False)
-        stack.stop()
+        for plan, stack in cluster:
+            for name, text in stack.logs().items():
+                label = f"{plan.name} {name}" if several else name
+                err.print(f"--- {label} log (tail) ---\n{text[-2000:]}", markup=False, highlight=False)
+        cluster.stop()
         if sink:
             sink.stop()
         return 1
     finally:
         stop_follow.set()
-        if follower is not None and follower.ident is not None:  # a signal may land while it is being started
-            follower.join(1)
+        for follower in followers:
+            if follower.ident is not None:  # a signal may land while it is being started
+                follower.join(1)
 
     console.rule("container output") if not opts.quiet else None
-    for pod, ctr, line in container_output(stack.pod_logs):
-        console.print(f"[{pod}/{ctr}] {line}", markup=False, highlight=False)
+    for plan, stack in cluster:
+        where = f"{plan.name} " if several else ""
+        for pod, ctr, line in container_output(stack.pod_logs):
+            console.print(f"[{where}{pod}/{ctr}] {line}", markup=False, highlight=False)
 
     if sink is not None:
-        wait_complete(sink.store, len(pods), opts.runtime_type, timeout=5.0)
+        wait_complete(sink.store, sum(map(len, shares)), opts.runtime_type, timeout=5.0)
         traces = start_traces(sink.store)
         views = []
         for spans in traces:
             root = next(s for s in spans if s.name == "syncPod")
-            title = f"syncPod {root.attributes.get('k8s.pod', '')} · trace {root.trace_id}"
+            where = f" on {root.resource.get('host.name', '?')}" if several else ""
+            title = f"syncPod {root.attributes.get('k8s.pod', '')}{where} · trace {root.trace_id}"
             views.append((title, build(spans)))
         if not opts.quiet:
             console.rule("traces")
@@ -247,21 +269,27 @@ def _run_demo(opts: DemoOptions, console: Console | None, cleanup: list[Callable
             line = summary_line(sink.store, {v.trace_id for _, v in views})
             if line:
                 console.print(line, highlight=False)
-        for line in start_lines([(str(next(s for s in t if s.name == "syncPod").attributes.get("k8s.pod", "")),
-                                  t[0].trace_id) for t in traces], opts):
+        starts = []
+        for t in traces:
+            root = next(s for s in t if s.name == "syncPod")
+            where = f" on {root.resource.get('host.name', '?')}" if several else ""
+            starts.append((f"{root.attributes.get('k8s.pod', '')}{where}", t[0].trace_id))
+        for line in start_lines(starts, opts):
             console.print(line, highlight=False, soft_wrap=True)
         write_outputs(sink.store, views, opts, console)
     if rc != 0:
         err.print("cristack demo: a pod failed:")
-        for line in failure_lines(run_result(stack.result_file)):
-            err.print("  " + line, markup=False, highlight=False, soft_wrap=True)
+        for plan, stack in cluster:
+            where = f"{plan.name}: " if several else ""
+            for line in failure_lines(run_result(stack.result_file)):
+                err.print("  " + where + line, markup=False, highlight=False, soft_wrap=True)
     if opts.keep:
-        return keep_running(stack, sink, console, rc)
-    took = stack.stop()  # a clean stop flushes what the exporters still hold
+        return keep_running(cluster, sink, console, rc)
+    took = cluster.stop()  # a clean stop flushes what the exporters still hold
     if sink is not None:
         sink.stop()
     else:
-        logs = stack.logs()
+        logs = {f"{plan.name} {name}": text for plan, stack in cluster for name, text in stack.logs().items()}
         if export_failed(logs, endpoint):
             err.print(f"cristack demo: nothing was accepted at {endpoint}: the components could not export their "
                       "spans there", markup=False, highlight=False, soft_wrap=True)
@@ -270,8 +298,9 @@ def _run_demo(opts: DemoOptions, console: Console | None, cleanup: list[Callable
                 return 1
         else:
             console.print(f"traces sent to {endpoint}:", highlight=False)
-            for line in trace_id_lines(run_result(stack.result_file) or [], opts):
-                console.print(f"  {line}", highlight=False, soft_wrap=True)
+            for plan, stack in cluster:
+                for line in trace_id_lines(run_result(stack.result_file) or [], opts):
+                    console.print(f"  {plan.name + ' ' if several else ''}{line}", highlight=False, soft_wrap=True)
     shutil.rmtree(base, ignore_errors=True)
     say(f"done in {time.monotonic() - started:.1f}s (stopped in {max(took.values(), default=0):.2f}s)")
     return 0 if rc == 0 else 1
@@ -328,11 +357,13 @@ def export_failed(logs: dict[str, str], endpoint: str) -> bool:
     return bool(failed) and not any(f"exporting spans to {endpoint} works again" in text for text in failed)
 
 
-def keep_running(stack: Stack, sink: Sink | None, console: Console, rc: int) -> int:
-    """--keep: leave fake-crio, fake-conmon (and the sink) serving until Ctrl-C."""
-    console.print(f"\nthe stack keeps running in {stack.base} (Ctrl-C stops it):")
-    console.print(f"  CRI endpoint:  {stack.crio_endpoint}")
-    console.print(f"  e.g.           crictl --runtime-endpoint {stack.crio_endpoint} ps -a")
+def keep_running(cluster: Cluster, sink: Sink | None, console: Console, rc: int) -> int:
+    """--keep: leave every node's fake-crio, fake-conmon (and the sink) serving until Ctrl-C."""
+    console.print(f"\nthe stack keeps running in {cluster.base} (Ctrl-C stops it):")
+    for plan, stack in cluster:
+        label = f"{plan.name} CRI:" if plan.name else "CRI endpoint:"
+        console.print(f"  {label:14s} {stack.crio_endpoint}")
+    console.print(f"  e.g.           crictl --runtime-endpoint {cluster.stacks[0].crio_endpoint} ps -a")
     if sink is not None and sink.addresses is not None:
         console.print(f"  OTLP gRPC:     {sink.addresses.otlp_endpoint}")
         console.print(f"  query API:     {sink.addresses.query_url}/api/traces?service=kubelet")
@@ -341,138 +372,19 @@ def keep_running(stack: Stack, sink: Sink | None, console: Console, rc: int) -> 
             time.sleep(1)
     except KeyboardInterrupt:
         pass
-    stack.stop()
+    cluster.stop()
     if sink is not None:
         sink.stop()
     return 0 if rc == 0 else 1
 
 
-def stdout_closed() -> bool:
-    """True when nobody reads our stdout any more (``cristack up | head``): the reader's end is gone."""
-    import select
-
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, ValueError, OSError):
-        return False
-    poller = select.poll()
-    poller.register(fd, 0)  # POLLERR and POLLHUP are always reported
-    return any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, ev in poller.poll(0))
-
-
-def run_up(manifests: Path | None, runtime_type: str, otlp_endpoint: str | None, grpc_port: int, http_port: int,
-           console: Console | None = None, scenario=None, keep: bool = False,  # noqa: ANN001
-           store: SpanStore | None = None, parent: EnvContext | None = None, jaeger_ui: str | None = None) -> int:
-    """``cristack up``: the long-running stack; drop pod files into the manifests directory. Ctrl-C, SIGTERM,
-    SIGHUP (a closed terminal) or a closed stdout stop everything it started and remove its temp dir (kept
-    with ``keep``, and then named)."""
-    console = console or Console()
-    cleanup: list[Callable[[], object]] = []
-    try:
-        return _run_up(manifests, runtime_type, otlp_endpoint, grpc_port, http_port, console, scenario, keep,
-                       cleanup, store, DemoOptions(parent=parent or EnvContext(), jaeger_ui=jaeger_ui))
-    finally:
-        for fn in reversed(cleanup):
-            with contextlib.suppress(Exception):
-                fn()
-
-
-def _run_up(manifests: Path | None, runtime_type: str, otlp_endpoint: str | None, grpc_port: int, http_port: int,
-            console: Console, scenario, keep: bool, cleanup: list[Callable[[], object]],  # noqa: ANN001
-            store: SpanStore | None = None, links: DemoOptions | None = None) -> int:
-    links = links or DemoOptions()
-    sink = None
-    endpoint = otlp_endpoint
-    if endpoint is None:
-        sink = Sink(store)
-        try:
-            addrs = sink.start(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}")
-        except OSError as e:
-            Console(stderr=True).print(f"cristack up: cannot start the sink: {e}")
-            return 1
-        cleanup.append(sink.stop)
-        endpoint = addrs.otlp_endpoint
-    base = Path(tempfile.mkdtemp(prefix="cristack-up-"))
-    if keep:
-        cleanup.append(lambda: print(f"cristack up: kept {base}", file=sys.stderr))
-    else:
-        cleanup.append(lambda: shutil.rmtree(base, ignore_errors=True))
-    cleanup.append(stop_children)  # after the stack's own stop: anything whose handle a signal cut off
-    if scenario is not None:
-        from cristack.harness.scenarios import stack_options
-
-        options = stack_options(scenario, runtime_type, endpoint)
-        options.relist_period, options.file_check_frequency = "1s", "1s"
-    else:
-        options = StackOptions(runtime_type=runtime_type, otlp_endpoint=endpoint)
-    options.pod_events = True
-    for key, value in stack_context(links.parent).items():
-        setattr(options, key, value)
-    stack = Stack(base, options)
-    if manifests is not None:
-        manifests.mkdir(parents=True, exist_ok=True)
-        stack.manifests = manifests.resolve()
-    if scenario is not None:
-        for path in scenario.manifests:
-            shutil.copyfile(path, stack.manifests / path.name)
-        console.print(f"scenario {scenario.name}: {scenario.title} (see {scenario.dir / 'README.md'})")
-    stopped: dict[str, float] = {}
-    cleanup.append(lambda: stopped.update(stack.stop()))
-    try:
-        stack.start()
-    except Exception as e:  # noqa: BLE001
-        Console(stderr=True).print(f"cristack up: {e}")
-        return 1
-    console.print(f"[bold]cristack up[/bold]: kubelet, crio and conmon running (runtime type {runtime_type})")
-    console.print(f"  drop pod manifests into: {stack.manifests}")
-    console.print(f"  CRI endpoint:            {stack.crio_endpoint}")
-    console.print(f"  traces to:               {endpoint}")
-    if sink is not None and sink.addresses is not None:
-        console.print(f"  live view:               {sink.addresses.query_url}/")
-        console.print(f"  query API:               {sink.addresses.query_url}/api/traces?service=kubelet")
-    console.print(f"  logs:                    {base}", soft_wrap=True)
-    console.print(f"                           ({'kept' if keep else 'removed'} on exit; pod events in "
-                  f"{stack.events_file.name})")
-    if links.parent.context is not None:
-        console.print(f"  pod starts are children of TRACEPARENT: trace {links.parent.trace_id}, "
-                      f"span {links.parent.span_id}", highlight=False)
-    console.print("  Ctrl-C stops everything; pod events follow:")
-
-    def on_event(ev: podevents.PodEvent) -> None:
-        _print_event(console, ev)
-        if ev.reason == "PodAdded" and ev.trace_id and links.jaeger_ui:  # the start trace's UI link
-            for line in start_lines([(f"{ev.namespace}/{ev.pod}", ev.trace_id)], links):
-                console.print(line, highlight=False, soft_wrap=True)
-
-    stop_events = threading.Event()
-    follower = threading.Thread(target=podevents.follow, name="pod-events", daemon=True,
-                                args=(stack.events_file, on_event, stop_events))
-    follower.start()
-    cleanup.append(lambda: (stop_events.set(), follower.join(2)))
-    try:
-        while all(p is None or p.popen.poll() is None for p in (stack.conmon, stack.crio, stack.kubelet)):
-            if stdout_closed():
-                return 0
-            time.sleep(0.2)
-        console.print("cristack up: a component exited; stopping", style="red")
-    except KeyboardInterrupt:
-        pass
-    except BrokenPipeError:
-        return 0
-    stopped.update(stack.stop())
-    stop_events.set()
-    follower.join(2)  # the last events (the pods' teardown) before the summary
-    with contextlib.suppress(BrokenPipeError, OSError):
-        console.print(f"stopped ({', '.join(f'{k} {v:.2f}s' for k, v in stopped.items())})")
-    return 0
-
-
-def _print_event(console: Console, ev: podevents.PodEvent, indent: str = "") -> None:
-    """One pod event line (fake-kubelet's --events-file), warnings in yellow on a terminal."""
-    line = podevents.format_line(ev, console.width - len(indent))
+def print_event(console: Console, ev: podevents.PodEvent, prefix: str = "") -> None:
+    """One pod event line (fake-kubelet's --events-file), after ``prefix`` (an indent, a node's name), warnings
+    in yellow on a terminal."""
+    line = podevents.format_line(ev, console.width - len(prefix))
     if line is not None:
         with contextlib.suppress(BrokenPipeError, OSError):
-            console.print(indent + line, markup=False, highlight=False,
+            console.print(prefix + line, markup=False, highlight=False, soft_wrap=True,
                           style="yellow" if ev.kind == "Warning" else None)
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cristack.harness.cluster import ClusterError, assign, node_cidr, plan_nodes
+from cristack.harness.nodeplan import ClusterError, assign, node_cidr, plan_nodes
 
 
 def test_nodes_are_named_in_order_and_take_their_own_block_of_the_cluster_cidr():
