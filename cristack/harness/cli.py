@@ -316,8 +316,8 @@ def _add_load_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPars
 
 
 def load(args: argparse.Namespace) -> int:
-    from cristack.harness.cluster import ClusterError, plan_nodes
     from cristack.harness.load import LoadOptions, run_load
+    from cristack.harness.nodeplan import ClusterError, plan_nodes
 
     try:
         plan_nodes(args.nodes, args.cluster_cidr, args.node_cidr_mask_size)

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cristack.harness import podevents
-from cristack.harness.cluster import CLUSTER_CIDR, NODE_CIDR_MASK, Cluster, plan_nodes
+from cristack.harness.cluster import Cluster
+from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK, plan_nodes
 from cristack.harness.procs import stop_children
 from cristack.harness.stack import StackOptions
 from cristack.otel.telemetry import ExportStats
