@@ -3,7 +3,7 @@
 (a) the spans per second one node produces on one core, tracing at 1,000,000 per million: the node's three
     processes pinned to CPU 0 (the harness and the sink to CPU 1), the pod rate raised until the spans per
     second stop rising; spans counted by the components' exporters (exported + lost).
-(b) the single-node p50 pod start (manifest written -> the container's Started event) at a light rate, then for
+(b) the single-node p50 pod start (the kubelet's PodAdded -> the container's Started event) at a light rate, then for
     N = 1, 2, 4, 8 nodes the highest rate R whose p50 pod start stays within 2x that figure with at least 95% of
     the pods started: the ceiling of this 2-core machine, and which process's CPU limits it.
 
@@ -43,7 +43,8 @@ class Trial:
     spans_per_s: float  # produced: exported + lost, summed over every component of every node
     lost: int
     pods_per_s: float  # pods started per second in the window
-    p50: float  # manifest written -> started, over the window's pods; inf when fewer than half started
+    p50: float  # kubelet picked the manifest up -> started, over the window's pods; inf when fewer than half started
+    p50_written: float  # manifest written -> started (adds the wait for the kubelet's 1 s file check)
     started_frac: float
     cpu: dict[str, float]  # process kind -> cores used (CPU seconds per wall second), summed over nodes
 
@@ -60,7 +61,8 @@ class Trial:
     def line(self) -> str:
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.cpu.items(), key=lambda kv: -kv[1]))
         return (f"N={self.nodes} R={self.rate:g}/s: {self.spans_per_s:,.0f} spans/s, {self.pods_per_s:.1f} pods/s "
-                f"started, p50 start {self.p50:.2f} s, {self.started_frac:.0%} started; cores: {cpu}")
+                f"started, p50 start {self.p50:.2f} s ({self.p50_written:.2f} s from written), {self.started_frac:.0%} "
+                f"started; cores: {cpu}")
 
 
 class NullSink:
@@ -128,10 +130,12 @@ def trial(base: Path, sink: NullSink, nodes: int, rate: float, cpus: set[int] | 
     # window's edges would otherwise be off by up to a second).
     per_s = sum((s1[k][0] - a) / (s1[k][2] - ta) for k, (a, _, ta) in s0.items() if k in s1 and s1[k][2] > ta)
     lost = sum(s1[k][1] - s0[k][1] for k in s0 if k in s1)
-    lat = sorted(p.started - p.written if p.started is not None else math.inf for p in pods)
+    lat = sorted(p.started - p.added if p.started is not None and p.added is not None else math.inf for p in pods)
+    written = sorted(p.started - p.written if p.started is not None else math.inf for p in pods)
     window = w1 - w0
     started = [p for p in pods if p.started is not None]
     return Trial(nodes, rate, per_s, lost, len(started) / window, lat[len(lat) // 2] if lat else math.inf,
+                 written[len(written) // 2] if written else math.inf,
                  len(started) / len(pods) if pods else 0.0, {k: (c1[k] - c0.get(k, 0.0)) / window for k in c1})
 
 
@@ -229,10 +233,14 @@ def report(bench, section: str) -> None:  # noqa: ANN001 - bench.run.Bench (impo
         if per_cpu else "n/a"))
     base_trial, per_n, trials = ceiling(base, log)
     limit = 2 * base_trial.p50
-    bench.report.add(section, Row("(b) single-node p50 pod start (manifest written → container Started, "
-                                  "kubelet file check 1 s), R = 1 pod/s", f"{base_trial.p50:.2f} s"))
+    bench.report.add(section, Row("(b) single-node p50 pod start (the kubelet's PodAdded → container Started), "
+                                  "R = 1 pod/s", f"{base_trial.p50:.2f} s",
+                                  note=f"{base_trial.p50_written:.2f} s from the manifest written: that adds the "
+                                       "wait for the kubelet's 1 s file check, which depends on the phase the "
+                                       "manifests land in, so it is not the criterion"))
     for n, t in per_n.items():
-        value = (f"R = {t.rate:g} pods/s: p50 {t.p50:.2f} s, {t.pods_per_s:.1f} started/s, "
+        value = (f"R = {t.rate:g} pods/s: p50 {t.p50:.2f} s ({t.p50_written:.2f} s from written), "
+                 f"{t.pods_per_s:.1f} started/s, "
                  f"{t.spans_per_s:,.0f} spans/s" if t else "none down to 0.5 pods/s")
         bench.report.add(section, Row(f"(b) N = {n}: highest R with p50 ≤ {limit:.2f} s and ≥ 95% started", value,
                                       note=_cores(t) if t else ""))

@@ -62,20 +62,25 @@ def test_load_with_nobody_listening_keeps_the_rate_and_reports_the_drops() -> No
     assert got["exported"] == 0 and got["dropped"] > 0, run.stdout
 
 
-def test_sigterm_stops_everything_and_still_reports(tmp_path: Path) -> None:
-    port = free_ports(1)[0]
+def _start_and_wait_for_progress(port: int) -> tuple[subprocess.Popen[str], list[str], str]:
+    """``cristack load`` running for long, once its first progress line is out: (process, lines so far, base dir)."""
     proc = subprocess.Popen(component_argv("cristack", "load", "--nodes", "2", "--pods-per-second", "2", "--duration",
                                            "600", "--interval", "1", "--otlp-endpoint", f"127.0.0.1:{port}"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:  # until the first progress line: the nodes run and pods are coming
+        lines.append(line)
+        if re.match(r"^ +\d+\.\ds  pods created", line):
+            break
+    base = re.search(r"logs under (\S+) ", "".join(lines))
+    assert base, "".join(lines)
+    return proc, lines, base.group(1)
+
+
+def test_sigterm_stops_everything_and_still_reports() -> None:
+    proc, lines, base = _start_and_wait_for_progress(free_ports(1)[0])
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # until the first progress line: the nodes run and pods are coming
-            lines.append(line)
-            if re.match(r"^ +\d+\.\ds  pods created", line):
-                break
-        base = re.search(r"logs under (\S+) ", "".join(lines))
-        assert base, "".join(lines)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -85,9 +90,26 @@ def test_sigterm_stops_everything_and_still_reports(tmp_path: Path) -> None:
     text = "".join(lines) + out
     assert proc.returncode == 0, text
     assert "(stopped early)" in text, text
-    assert not Path(base.group(1)).exists(), "the temp dir is removed"
-    leftovers = [pid for pid in os.listdir("/proc") if pid.isdigit() and base.group(1).encode() in _cmdline(pid)]
+    assert not Path(base).exists(), "the temp dir is removed"
+    leftovers = [pid for pid in os.listdir("/proc") if pid.isdigit() and base.encode() in _cmdline(pid)]
     assert leftovers == [], f"processes of the run still alive: {leftovers}"
+
+
+def test_a_component_that_dies_stops_the_run_with_exit_1() -> None:
+    proc, lines, base = _start_and_wait_for_progress(free_ports(1)[0])
+    try:
+        crio = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()
+                and f"{base}/node-2/crio-root".encode() in _cmdline(pid)]
+        assert len(crio) == 1, crio
+        os.kill(crio[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, "".join(lines) + out
+    assert "a component exited; stopping" in out, out
+    assert not Path(base).exists()
 
 
 def _cmdline(pid: str) -> bytes:
