@@ -30,10 +30,13 @@ tools=(
   # The real kubelet, opt-in (`make tools-kubelet`): about 1,800 packages, tens of minutes on 2 cores.
   # tools/kubelet pins each staging module (k8s.io/api, cri-api, ...) to v0.36.3 with replace lines.
   "kubelet|v1.36.3|k8s.io/kubernetes/cmd/kubelet"
+  # kustomize and kubeconform render and validate deploy/kubernetes offline (tests/e2e/test_kubernetes_manifests.py).
+  "kustomize|v5.8.2|sigs.k8s.io/kustomize/kustomize/v5"
+  "kubeconform|v0.8.0|github.com/yannh/kubeconform/cmd/kubeconform"
 )
-# Which tools to install: the arguments, or crictl, jaeger and critest (what `make test` needs).
+# Which tools to install: the arguments, or what `make test` needs.
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(crictl jaeger critest)
+[ ${#wanted[@]} -gt 0 ] || wanted=(crictl jaeger critest kustomize kubeconform)
 
 if ! command -v go >/dev/null 2>&1; then
   echo "make tools: Go is not installed; skipping crictl and Jaeger (their e2e tests will skip)." >&2
@@ -75,6 +78,11 @@ for entry in "${tools[@]}"; do
   ln -sf "$dest/$name" "$bin/$name"
   echo "make tools: $name $version -> .tools/bin/$name"
 done
+# kubeconform's schemas for the Kubernetes v1.36.3 API, generated from the pinned k8s.io/kubernetes module's
+# OpenAPI spec (scripts/k8s_schemas.py; cached like the tools).
+if [[ " ${wanted[*]} " == *" kubeconform "* ]] && [ ! -d "$cache/k8s-schemas-v1.36.3/v1.36.3-standalone-strict" ]; then
+  python3 "$root/scripts/k8s_schemas.py" --out "$cache/k8s-schemas-v1.36.3" || status=1
+fi
 # The CRI proto parity test reads upstream's api.proto from the module cache.
 (cd "$root/tools/crictl" && go mod download k8s.io/cri-api) || status=1
 exit $status

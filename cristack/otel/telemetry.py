@@ -261,11 +261,11 @@ class Telemetry:
             return
         provider = TracerProvider(resource=resource_for(service_name, host_name), sampler=sampler_for(settings))
         if exporter is None:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            from cristack.otel.otlpwire import WireSpanExporter
 
             # The SDK's exporter logs every failed batch; we say it once (QuietExporter).
             logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter").setLevel(logging.CRITICAL)
-            exporter = OTLPSpanExporter(endpoint=settings.endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S,
+            exporter = WireSpanExporter(endpoint=settings.endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S,
                                         channel_options=EXPORT_CHANNEL_OPTIONS)
         self.exporter = QuietExporter(exporter, settings.endpoint, service_name) if quiet else None
         self.queue_full = QueueFullCount()

@@ -40,6 +40,8 @@ CRIO_CONF = (".venv/bin/fake-crio --config examples/crio/crio.conf --config-dir 
 # The sink's default ports, 4317 and 4318, may be taken on a shared machine: free ones, named on its command line.
 SINK_PORTS = {"4317": "{grpc}", "4318": "{http}",
               ".venv/bin/cristack sink": ".venv/bin/cristack sink --grpc 127.0.0.1:{grpc} --http 127.0.0.1:{http}"}
+K8S = ("needs a cluster; tests/e2e/test_kubernetes_manifests.py renders and validates it, "
+       "test_kubernetes_equivalence.py runs the demo overlay's pods locally")
 PLAN: dict[str, Plan] = {
     "make demo": Plan("run", ["[hello/hello] hi", "syncPod", "done in"]),
     "make test": Plan("not-run", why="it is the whole suite, this test among it"),
@@ -67,7 +69,11 @@ PLAN: dict[str, Plan] = {
     "docker compose exec crio crictl ps": Plan("docker"),
     "docker compose exec crio crictl pods": Plan("docker"),
     "docker compose exec crio crictl logs $(docker compose exec crio crictl ps -q --name nginx)": Plan("docker"),
-    "make tools": Plan("not-run", why="it builds or links crictl, critest and Jaeger: make test runs it"),
+    "make tools": Plan("not-run", why="it builds or links crictl, critest, Jaeger, kustomize and kubeconform: "
+                                      "make test runs it"),
+    "docker build -t cristack:dev .": Plan("not-run", why="needs a Docker engine; compose builds the same Dockerfile"),
+    "kubectl apply -k deploy/kubernetes/overlays/fleet": Plan("not-run", why=K8S),
+    "kubectl apply -k deploy/kubernetes/overlays/demo": Plan("not-run", why=K8S),
     ".venv/bin/pytest tests/e2e": Plan("not-run", why="the e2e suite is part of make test"),
     "CRISTACK_JAEGER_QUERY_URL=http://127.0.0.1:16686 CRISTACK_OTLP_ENDPOINT=127.0.0.1:4317      .venv/bin/pytest "
     'tests/e2e -k "not started_after and not stopped_while"':
