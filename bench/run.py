@@ -468,6 +468,13 @@ class Bench:
         self.report.add(sec, Row("cristack (three processes) + one pod", f"{p50(ours):.2f} s, RSS {rss_ours:.0f} MB",
                                  "no later than HotROD", verdict(p50(ours) <= p50(hot))))
 
+    # 10. Many nodes: cristack load (issue 21) -------------------------------------------------
+
+    def load_ceiling(self) -> None:
+        from bench.load_bench import report
+
+        report(self, "10. Many nodes (`cristack load`): spans per second per node, and the N/R ceiling")
+
     def close(self) -> None:
         for stack in self.stacks:  # whatever a failed part left running
             stack.stop()
@@ -495,6 +502,28 @@ def write(report: Report, path: Path, command: str, seconds: float, quick: bool)
     path.write_text("\n".join(lines))
 
 
+def merge(report: Report, path: Path, command: str) -> None:
+    """``--only``: replaces (or adds, after the last numbered one) just the sections measured, each saying how and
+    when, and keeps the rest of ``path`` as the full run wrote it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    head, *blocks = text.split("\n## ")
+    sections = [("## " + b).rstrip("\n") for b in blocks]
+    stamp = f"Measured separately by `{command}` on {machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+    for title, rows in report.sections.items():
+        body = [f"## {title}", "", stamp, "", "| measure | result | target | |", "|---|---|---|---|"]
+        for r in rows:
+            mark = {"met": "✓ met", "missed": "✗ missed"}.get(r.verdict, "")
+            body.append(f"| {r.what} | {r.value}{' — ' + r.note if r.note else ''} | {r.target} | {mark} |")
+        new = "\n".join(body)
+        at = next((i for i, sec in enumerate(sections) if sec.startswith(f"## {title}\n")), None)
+        if at is not None:
+            sections[at] = new
+        else:
+            numbered = [i for i, sec in enumerate(sections) if sec[3:4].isdigit()]
+            sections.insert(numbered[-1] + 1 if numbered else len(sections), new)
+    path.write_text(head.rstrip("\n") + "\n\n" + "\n\n".join(sections) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench")
     parser.add_argument("--quick", action="store_true")
@@ -505,7 +534,7 @@ def main() -> None:
     started = time.monotonic()
     bench = Bench(args.quick, base)
     parts = args.only or ["rpc_floor", "pod_start", "lifecycle", "throughput", "startup_memory", "growth", "churn",
-                            "hotrod"]
+                            "hotrod", "load_ceiling"]
     try:
         for part in parts:
             getattr(bench, part)()
@@ -515,7 +544,10 @@ def main() -> None:
     command = "make bench-quick" if args.quick else "make bench"
     if args.only:
         command = f"python -m bench.run {'--quick ' if args.quick else ''}--only {' '.join(args.only)}"
-    write(bench.report, args.out, command, time.monotonic() - started, args.quick)
+    if args.only:  # the other sections stay as the last full run measured them
+        merge(bench.report, args.out, command)
+    else:
+        write(bench.report, args.out, command, time.monotonic() - started, args.quick)
     print(f"wrote {args.out}")
 
 

@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK
@@ -282,6 +283,53 @@ def trace_forwarder(args: argparse.Namespace) -> int:
     return forwarder_main(args.listen, args.otlp_endpoint)
 
 
+def _positive(kind: type) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be above zero")
+        return value
+    return parse
+
+
+def _add_load_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubParsersAction
+    lp = sub.add_parser("load", help="create and tear down pods at a steady rate across N nodes (pipeline load)")
+    lp.add_argument("--nodes", type=_positive(int), default=1, metavar="N", help="nodes node-1..node-N (default 1)")
+    lp.add_argument("--pods-per-second", type=_positive(float), required=True, metavar="R",
+                    help="pods created per second over all nodes, round-robin")
+    lp.add_argument("--duration", type=_positive(float), required=True, metavar="SECONDS",
+                    help="how long to create pods")
+    lp.add_argument("--otlp-endpoint", type=_endpoint, required=True, metavar="HOST:PORT",
+                    help="where every node sends its traces (OTLP gRPC)")
+    lp.add_argument("--pod-lifetime", type=_positive(float), default=10.0, metavar="SECONDS",
+                    help="each pod's manifest is removed this long after it was written (default 10)")
+    lp.add_argument("--interval", type=_positive(float), default=5.0, metavar="SECONDS",
+                    help="seconds between progress lines (default 5)")
+    lp.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
+    lp.add_argument("--cluster-cidr", default="10.244.0.0/16", metavar="CIDR", help="default 10.244.0.0/16")
+    lp.add_argument("--node-cidr-mask-size", type=int, default=24, metavar="BITS", help="default 24")
+    lp.add_argument("--keep", action="store_true", help="keep the nodes' temp dir (state, logs); its path is printed")
+    lp.set_defaults(func=load)
+
+
+def load(args: argparse.Namespace) -> int:
+    from cristack.harness.load import LoadOptions, run_load
+    from cristack.harness.nodeplan import ClusterError, plan_nodes
+
+    try:
+        plan_nodes(args.nodes, args.cluster_cidr, args.node_cidr_mask_size)
+    except ClusterError as err:
+        print(f"cristack load: {err}", file=sys.stderr)
+        return 2
+    return run_load(LoadOptions(nodes=args.nodes, rate=args.pods_per_second, duration=args.duration,
+                                otlp_endpoint=args.otlp_endpoint, lifetime=args.pod_lifetime, interval=args.interval,
+                                runtime_type=args.runtime_type, cluster_cidr=args.cluster_cidr,
+                                node_cidr_mask=args.node_cidr_mask_size, keep=args.keep))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cristack", description="A mock Kubernetes node for tracing demos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -383,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="turn tracing off in fake-crio (and fake-conmon), to see what a broken pipeline looks like")
     c.add_argument("--jaeger-ui", metavar="URL", help="the Jaeger UI to link the trace to (default: --jaeger)")
     c.set_defaults(func=check)
+    _add_load_parser(sub)
     return parser
 
 

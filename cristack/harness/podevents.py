@@ -27,6 +27,8 @@ class PodEvent:
     time: str  # HH:MM:SS, local time
     trace_id: str
     notes: dict[str, str]
+    uid: str = ""  # the pod's
+    at: float | None = None  # eventTime, seconds since the epoch (None when it does not parse)
 
 
 def parse(line: str) -> PodEvent | None:
@@ -43,13 +45,14 @@ def parse(line: str) -> PodEvent | None:
     notes = (doc.get("metadata") or {}).get("annotations") or {}
     try:
         when = datetime.fromisoformat(str(doc.get("eventTime", "")).replace("Z", "+00:00")).astimezone()
-        clock = when.strftime("%H:%M:%S")
+        clock, at = when.strftime("%H:%M:%S"), when.timestamp()
     except ValueError:
-        clock = "--:--:--"
+        clock, at = "--:--:--", None
     return PodEvent(reason=str(doc.get("reason", "")), message=str(doc.get("message", "")),
                     kind=str(doc.get("type", "")), namespace=str(obj.get("namespace", "")),
                     pod=str(obj.get("name", "")), container=container, time=clock,
-                    trace_id=str(notes.get("cristack.io/trace-id", "")), notes=notes)
+                    trace_id=str(notes.get("cristack.io/trace-id", "")), notes=notes, uid=str(obj.get("uid", "")),
+                    at=at)
 
 
 # Routine steps of a start: "running" (Started) says it all; a failed pull says "failed".

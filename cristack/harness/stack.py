@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from cristack.harness.procs import Proc, start
+from cristack.otel.telemetry import STATS_ENV, ExportStats, read_stats
 from cristack.wire.endpoints import free_ports, parse_endpoint, private_dir
 
 # The shipped examples are package data: `cristack/examples` is a link to the checkout's `examples/`, and a
@@ -52,6 +53,7 @@ class StackOptions:
     pull_latency_ms: float | None = None
     record_calls: bool = False
     pod_events: bool = False  # fake-kubelet --events-file (Stack.events_file)
+    telemetry_stats: bool = False  # each component keeps its span counts in base/<name>-stats.json (export_stats)
     kubelet_config: dict[str, object] = field(default_factory=dict)  # extra KubeletConfiguration keys
     crio_args: list[str] = field(default_factory=list)
     kubelet_args: list[str] = field(default_factory=list)
@@ -186,8 +188,18 @@ class Stack:
 
     # -- processes
 
-    def _env(self) -> dict[str, str]:
+    def stats_file(self, component: str) -> Path:
+        """Where ``component`` keeps its exporter stats (with ``StackOptions.telemetry_stats``)."""
+        return self.base / f"{component}-stats.json"
+
+    def export_stats(self) -> dict[str, ExportStats]:
+        """Each started component's span counts as it last wrote them (about once a second, and at exit)."""
+        return {name: stats for name, _ in self.procs() if (stats := read_stats(self.stats_file(name))) is not None}
+
+    def _env(self, component: str = "") -> dict[str, str]:
         env = dict(self.opts.env)
+        # Three components must not share one stats file named by the caller's shell.
+        env[STATS_ENV] = str(self.stats_file(component)) if self.opts.telemetry_stats and component else ""
         # Our components take their tracing settings from their own configs; stray OTEL_*
         # variables from the caller's shell must not redirect a test or demo run.
         env.setdefault("OTEL_SDK_DISABLED", os.environ.get("OTEL_SDK_DISABLED", "false"))
@@ -211,9 +223,9 @@ class Stack:
         """Starts fake-conmon (for runtime type pod) and fake-crio without waiting for them."""
         if self.opts.runtime_type == "pod":
             self.conmon = start("fake-conmon", self.conmon_args(), self.base / "conmon.log",
-                                endpoint=parse_endpoint(str(self.conmon_socket)), env=self._env(), wait=False)
+                                endpoint=parse_endpoint(str(self.conmon_socket)), env=self._env("conmon"), wait=False)
         self.crio = start("fake-crio", self.crio_args(), self.base / "crio.log",
-                          endpoint=parse_endpoint(str(self.crio_socket)), env=self._env(), wait=False)
+                          endpoint=parse_endpoint(str(self.crio_socket)), env=self._env("crio"), wait=False)
 
     def wait_runtime(self) -> None:
         """Waits until what ``spawn_runtime`` started serves; on failure stops the stack and raises."""
@@ -232,7 +244,7 @@ class Stack:
         return kubelet
 
     def start_kubelet(self, *, runonce: bool = False) -> Proc:
-        env = self._env()
+        env = self._env("kubelet")
         if self.opts.traceparent is not None:
             env.update(TRACEPARENT=self.opts.traceparent, TRACESTATE=self.opts.tracestate or "")
         self.kubelet = start("fake-kubelet", self.kubelet_args(runonce=runonce), self.base / "kubelet.log",

@@ -11,6 +11,9 @@
 - Propagation: W3C tracecontext + baggage.
 - Export: OTLP/gRPC (insecure) behind a bounded batch processor with a short timeout, so
   exporting never blocks the work; an unreachable endpoint costs one warning line per outage.
+- Stats: spans exported, spans whose export failed (dropped) and spans the batch processor dropped
+  because its queue was full, per process; when ``CRISTACK_TELEMETRY_STATS`` names a file, it is
+  rewritten atomically about once a second (and once more at shutdown) as JSON, for the harness.
 - Tracing off: a no-op provider. A remote parent that arrives is still passed on, because
   the no-op tracer hands back the incoming (non-recording) span.
 - Logs: records at or above the component's level also become events on the current span,
@@ -21,17 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import os
 import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -45,6 +53,8 @@ EXPORT_TIMEOUT_S = 1.0
 SCHEDULE_DELAY_MS = 100
 MAX_QUEUE = 4096
 SHUTDOWN_BUDGET_S = 1.2
+STATS_ENV = "CRISTACK_TELEMETRY_STATS"  # a file the process keeps its ExportStats in (JSON)
+STATS_PERIOD_S = 1.0
 # gRPC's default reconnect back-off grows to two minutes: a collector that comes up late
 # would see no spans for that long. Retry at least every second instead.
 EXPORT_CHANNEL_OPTIONS = (
@@ -155,17 +165,99 @@ class QuietExporter(SpanExporter):
         return True
 
 
+@dataclass
+class ExportStats:
+    """What became of a process's finished spans: sent (``exported``), lost because the export
+    failed (``dropped``: the endpoint down or too slow), lost because the batch processor's queue
+    was full (``queue_full``: spans ended faster than they could be sent)."""
+
+    service: str
+    exported: int = 0
+    dropped: int = 0
+    queue_full: int = 0
+
+    @property
+    def lost(self) -> int:
+        """Every span that never reached the endpoint."""
+        return self.dropped + self.queue_full
+
+
+# The semantic-convention metric the SDK's batch processor reports itself with: one count per span it is
+# done with, with error.type=queue_full on those it dropped because its queue was full.
+PROCESSED_METRIC = "otel.sdk.processor.span.processed"
+
+
+class QueueFullCount:
+    """The spans a BatchSpanProcessor dropped because its queue was full, as the processor itself
+    reports them (``otel.sdk.processor.span.processed{error.type=queue_full}``) to a private
+    in-memory meter provider: the SDK counts on the drop path itself, so no wrapper has to guess
+    at its queue."""
+
+    def __init__(self) -> None:
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
+
+    def processor(self, exporter: SpanExporter, **kwargs: object) -> BatchSpanProcessor:
+        """A BatchSpanProcessor that reports to this count. The SDK gates its self-metrics on an
+        environment variable read when the processor is built; it is set only for that moment, so
+        the per-span paths (the tracer provider's own span metrics, the exporter's) stay unmetered."""
+        key = OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
+        before = os.environ.get(key)
+        os.environ[key] = "true"
+        try:
+            return BatchSpanProcessor(exporter, meter_provider=self.meter_provider, **kwargs)  # type: ignore[arg-type]
+        finally:
+            if before is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = before
+
+    def value(self) -> int:
+        data = self.reader.get_metrics_data()
+        total = 0
+        for rm in data.resource_metrics if data is not None else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name != PROCESSED_METRIC:
+                        continue
+                    total += sum(int(p.value) for p in metric.data.data_points  # type: ignore[union-attr]
+                                 if (p.attributes or {}).get("error.type") == "queue_full")
+        return total
+
+
+def write_stats(path: Path, stats: ExportStats) -> None:
+    """Replaces ``path`` with ``stats`` as JSON in one step (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(stats)) + "\n")
+    os.replace(tmp, path)
+
+
+def read_stats(path: Path) -> ExportStats | None:
+    """What ``write_stats`` wrote, or None when there is no such file (yet) or it is not stats."""
+    try:
+        doc = json.loads(path.read_text())
+        return ExportStats(service=str(doc["service"]), exported=int(doc["exported"]), dropped=int(doc["dropped"]),
+                           queue_full=int(doc["queue_full"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class Telemetry:
     """A component's tracer provider and how to shut it down within a bounded time."""
 
     def __init__(self, service_name: str, settings: TracingSettings,
-                 exporter: SpanExporter | None = None, quiet: bool = True, host_name: str | None = None) -> None:
+                 exporter: SpanExporter | None = None, quiet: bool = True, host_name: str | None = None,
+                 max_queue: int = MAX_QUEUE) -> None:
         self.service_name = service_name
         self.settings = settings
         self.exporter: QuietExporter | None = None
+        self.queue_full: QueueFullCount | None = None
+        self._stats_path = Path(os.environ[STATS_ENV]) if os.environ.get(STATS_ENV) else None
+        self._stats_stop = threading.Event()
         disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
         if not settings.enabled or disabled:
             self.provider: trace.TracerProvider = trace.NoOpTracerProvider()
+            self._start_stats()
             return
         provider = TracerProvider(resource=resource_for(service_name, host_name), sampler=sampler_for(settings))
         if exporter is None:
@@ -176,10 +268,38 @@ class Telemetry:
             exporter = WireSpanExporter(endpoint=settings.endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S,
                                         channel_options=EXPORT_CHANNEL_OPTIONS)
         self.exporter = QuietExporter(exporter, settings.endpoint, service_name) if quiet else None
-        provider.add_span_processor(BatchSpanProcessor(
-            self.exporter or exporter, max_queue_size=MAX_QUEUE, schedule_delay_millis=SCHEDULE_DELAY_MS,
-            max_export_batch_size=512, export_timeout_millis=EXPORT_TIMEOUT_S * 1000))
+        self.queue_full = QueueFullCount()
+        provider.add_span_processor(self.queue_full.processor(
+            self.exporter or exporter, max_queue_size=max_queue, schedule_delay_millis=SCHEDULE_DELAY_MS,
+            max_export_batch_size=min(512, max_queue), export_timeout_millis=EXPORT_TIMEOUT_S * 1000))
         self.provider = provider
+        self._start_stats()
+
+    def stats(self) -> ExportStats:
+        """This process's span counts so far (zeros with tracing off)."""
+        ex = self.exporter
+        return ExportStats(self.service_name, exported=ex.exported if ex else 0, dropped=ex.dropped if ex else 0,
+                           queue_full=self.queue_full.value() if self.queue_full else 0)
+
+    def _start_stats(self) -> None:
+        """Keeps the ``CRISTACK_TELEMETRY_STATS`` file current, from a thread of its own: the work never
+        waits for it."""
+        if self._stats_path is None:
+            return
+        self._write_stats()
+        threading.Thread(target=self._stats_loop, name="telemetry-stats", daemon=True).start()
+
+    def _stats_loop(self) -> None:
+        while not self._stats_stop.wait(STATS_PERIOD_S):
+            self._write_stats()
+
+    def _write_stats(self) -> None:
+        if self._stats_path is None:
+            return
+        try:
+            write_stats(self._stats_path, self.stats())
+        except OSError as err:  # a full disk or a removed dir must not reach the work
+            log.debug("cannot write telemetry stats to %s: %s", self._stats_path, err)
 
     @property
     def enabled(self) -> bool:
@@ -194,13 +314,14 @@ class Telemetry:
         return self
 
     def shutdown(self, budget: float = SHUTDOWN_BUDGET_S) -> None:
-        """Flushes what it can within ``budget`` seconds, then gives up: exit must stay prompt."""
-        if not isinstance(self.provider, TracerProvider):
-            return
-        provider = self.provider
-        done = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
-        done.start()
-        done.join(budget)
+        """Flushes what it can within ``budget`` seconds, then gives up: exit must stay prompt. The stats
+        file gets the final counts (what the flush sent included)."""
+        self._stats_stop.set()
+        if isinstance(self.provider, TracerProvider):
+            done = threading.Thread(target=self.provider.shutdown, name="otel-shutdown", daemon=True)
+            done.start()
+            done.join(budget)
+        self._write_stats()
 
 
 def kubelet_telemetry(enabled: bool, endpoint: str, rate: int | None, node_name: str | None = None) -> Telemetry:
