@@ -3,7 +3,7 @@
 (a) the spans per second one node produces on one core, tracing at 1,000,000 per million: the node's three
     processes pinned to CPU 0 (the harness and the sink to CPU 1), the pod rate raised until the spans per
     second stop rising; spans counted by the components' exporters (exported + lost).
-(b) the single-node p50 pod start (the kubelet's PodAdded -> the container's Started event) at a light rate, then for
+(b) the single-node p50 pod start (manifest written -> the container's Started event) at a light rate, then for
     N = 1, 2, 4, 8 nodes the highest rate R whose p50 pod start stays within 2x that figure with at least 95% of
     the pods started: the ceiling of this 2-core machine, and which process's CPU limits it.
 
@@ -33,7 +33,7 @@ LIFETIME_S = 4.0
 ONE_CORE_RATES = (4, 8, 12, 16, 24, 32)
 NODE_COUNTS = (1, 2, 4, 8)
 LADDER = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)  # pods/s tried in (b)
-MAX_TRIALS_B = 14
+MAX_TRIALS_B = 20
 
 
 @dataclass
@@ -43,8 +43,8 @@ class Trial:
     spans_per_s: float  # produced: exported + lost, summed over every component of every node
     lost: int
     pods_per_s: float  # pods started per second in the window
-    p50: float  # kubelet picked the manifest up -> started, over the window's pods; inf when fewer than half started
-    p50_written: float  # manifest written -> started (adds the wait for the kubelet's 1 s file check)
+    p50: float  # PodAdded -> started, over the window's pods; inf when fewer than half started
+    p50_written: float  # manifest written -> started (adds the kubelet's pickup through its directory watch)
     started_frac: float
     cpu: dict[str, float]  # process kind -> cores used (CPU seconds per wall second), summed over nodes
 
@@ -61,8 +61,8 @@ class Trial:
     def line(self) -> str:
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.cpu.items(), key=lambda kv: -kv[1]))
         return (f"N={self.nodes} R={self.rate:g}/s: {self.spans_per_s:,.0f} spans/s, {self.pods_per_s:.1f} pods/s "
-                f"started, p50 start {self.p50:.2f} s ({self.p50_written:.2f} s from written), {self.started_frac:.0%} "
-                f"started; cores: {cpu}")
+                f"started, p50 start {self.p50_written:.2f} s ({self.p50:.2f} s from PodAdded), "
+                f"{self.started_frac:.0%} started; cores: {cpu}")
 
 
 class NullSink:
@@ -167,14 +167,14 @@ def ceiling(base: Path, log: list[str]) -> tuple[Trial, dict[int, Trial | None],
         base_trial = trial(base, sink, 1, 1.0)
         print("  baseline " + base_trial.line(), flush=True)
         log.append("baseline " + base_trial.line())
-        limit = 2 * base_trial.p50
+        limit = 2 * base_trial.p50_written
         step = LADDER.index(4.0)
         for n in NODE_COUNTS:
             passed: Trial | None = None
             failed_at = len(LADDER)
             while len(trials) < MAX_TRIALS_B:
                 t = trial(base, sink, n, LADDER[step])
-                ok = t.p50 <= limit and t.started_frac >= 0.95
+                ok = t.p50_written <= limit and t.started_frac >= 0.95
                 print(f"  {'pass' if ok else 'FAIL'} {t.line()}", flush=True)
                 log.append(f"{'pass' if ok else 'FAIL'} {t.line()}")
                 trials.append(t)
@@ -232,14 +232,13 @@ def report(bench, section: str) -> None:  # noqa: ANN001 - bench.run.Bench (impo
         f"{max(per_cpu):,.0f} spans/s (best R; {', '.join(f'{x:,.0f}' for x in per_cpu)} over the R tried)"
         if per_cpu else "n/a"))
     base_trial, per_n, trials = ceiling(base, log)
-    limit = 2 * base_trial.p50
-    bench.report.add(section, Row("(b) single-node p50 pod start (the kubelet's PodAdded → container Started), "
-                                  "R = 1 pod/s", f"{base_trial.p50:.2f} s",
-                                  note=f"{base_trial.p50_written:.2f} s from the manifest written: that adds the "
-                                       "wait for the kubelet's 1 s file check, which depends on the phase the "
-                                       "manifests land in, so it is not the criterion"))
+    limit = 2 * base_trial.p50_written
+    bench.report.add(section, Row("(b) single-node p50 pod start (manifest written → container Started), "
+                                  "R = 1 pod/s", f"{base_trial.p50_written:.2f} s",
+                                  note=f"{base_trial.p50:.2f} s of it from the kubelet's PodAdded (the kubelet "
+                                       "sees the manifest through its inotify watch on the directory)"))
     for n, t in per_n.items():
-        value = (f"R = {t.rate:g} pods/s: p50 {t.p50:.2f} s ({t.p50_written:.2f} s from written), "
+        value = (f"R = {t.rate:g} pods/s: p50 {t.p50_written:.2f} s ({t.p50:.2f} s from PodAdded), "
                  f"{t.pods_per_s:.1f} started/s, "
                  f"{t.spans_per_s:,.0f} spans/s" if t else "none down to 0.5 pods/s")
         bench.report.add(section, Row(f"(b) N = {n}: highest R with p50 ≤ {limit:.2f} s and ≥ 95% started", value,

@@ -15,6 +15,7 @@ import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from cristack.dirwatch import DirWatch
 from cristack.otel.rpctrace import KUBELET_OTELGRPC_VERSION, OTELGRPC_SCOPE, client_server_address
 from cristack.otel.telemetry import Telemetry
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
@@ -187,11 +188,18 @@ class Kubelet:
     # -- loops
 
     async def _watch_manifests(self) -> None:
+        """Reads the static pod directory when it changes (an inotify watch, as the real kubelet's fsnotify
+        watch) and in any case every fileCheckFrequency."""
         async def check() -> None:
             self.sync_manifests()
 
-        await keep_running(self.cfg.file_check_frequency, check, "static pod check",
-                           first=self.cfg.file_check_frequency)
+        assert self.cfg.static_pod_path is not None
+        watch = DirWatch(self.cfg.static_pod_path)
+        try:
+            await keep_running(self.cfg.file_check_frequency, check, "static pod check",
+                               first=self.cfg.file_check_frequency, pause=watch.wait)
+        finally:
+            watch.close()
 
     async def wait_for_runtime(self, timeout: float | None = None) -> None:
         """Waits until the CRI endpoint answers Version (the runtime may start after us); RuntimeUnavailable

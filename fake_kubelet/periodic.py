@@ -40,12 +40,13 @@ IMAGES_SCOPE = "k8s.io/kubernetes/pkg/kubelet/images"
 
 
 async def keep_running(period: float, fn: Callable[[], Awaitable[None]], what: str, *,
-                       first: float | None = 0.0) -> None:
+                       first: float | None = 0.0, pause: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
     """Runs ``fn`` every ``period`` seconds for as long as the kubelet runs: a failure (a runtime that does
     not answer, a bug of ours) is logged once for each distinct error, with one line when it works again,
-    and never ends the loop. ``first`` is the delay before the first run (None: one period)."""
+    and never ends the loop. ``first`` is the delay before the first run (None: one period). ``pause`` waits
+    between runs (e.g. ``DirWatch.wait``, which returns early when there is something to do)."""
     last_error = ""
-    await asyncio.sleep(period if first is None else first)
+    await pause(period if first is None else first)
     while True:
         try:
             await fn()
@@ -67,7 +68,7 @@ async def keep_running(period: float, fn: Callable[[], Awaitable[None]], what: s
                 else:
                     log.error("%s failed: %s", what, text, exc_info=err)
             last_error = text
-        await asyncio.sleep(period)
+        await pause(period)
 
 
 async def every(period: float, fn: Callable[[], Awaitable[None]], what: str, op: str, *,

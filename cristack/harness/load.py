@@ -8,7 +8,7 @@ pods the way it does for any manifest (syncPod, syncTerminatingPod, their CRI-O 
 What the report counts:
 - created: manifests written. started: pods whose containers all started (the kubelet's ``Started`` events);
   pending: created, not yet started, not yet removed: a node that cannot keep up shows as pods pending there.
-- pod start: manifest written -> the last container's ``Started`` event (the wait for the kubelet's file check
+- pod start: manifest written -> the last container's ``Started`` event (the kubelet's watch on its directory
   included), and from the kubelet picking the manifest up (its ``PodAdded`` event) -> ``Started``.
 - spans exported / dropped: what the components' own exporters report (``ExportStats``): dropped counts the spans
   whose export failed (collector down or slower than the 1 s export timeout) and those the batch processor
@@ -102,7 +102,7 @@ class LoadSummary:
     started: int
     pending: int
     start_latencies: list[float]
-    kubelet_latencies: list[float]  # PodAdded -> Started: the start without the wait for the kubelet's file check
+    kubelet_latencies: list[float]  # PodAdded -> Started: the start without the kubelet's pickup
     spans: ExportStats
     nodes: list[NodeSummary]
     stopped_early: bool = False
