@@ -15,13 +15,15 @@ RESPONSE = pb.VersionResponse(version="0.1.0", runtime_name="cri-o", runtime_ver
                               runtime_api_version="v1").SerializeToString()
 
 
-async def main(target: str) -> None:
-    async def version(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return RESPONSE
+async def serve_constant(target: str, service: str, method: str, response: bytes,
+                         options: tuple[tuple[str, int], ...] = ()) -> None:
+    """Serves ``service/method`` on ``target``, answering every request with ``response`` (the request is never
+    decoded), until SIGTERM."""
+    async def answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return response
 
-    handler = grpc.method_handlers_generic_handler("runtime.v1.RuntimeService", {
-        "Version": grpc.unary_unary_rpc_method_handler(version)})
-    server = grpc.aio.server()
+    handler = grpc.method_handlers_generic_handler(service, {method: grpc.unary_unary_rpc_method_handler(answer)})
+    server = grpc.aio.server(options=list(options))
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(target)
     await server.start()
@@ -32,4 +34,4 @@ async def main(target: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(serve_constant(sys.argv[1], "runtime.v1.RuntimeService", "Version", RESPONSE))

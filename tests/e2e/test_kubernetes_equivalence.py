@@ -19,13 +19,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import grpc
 import pytest
 
 from cristack.harness.procs import component_argv
-from cristack.wire.pb.runtime.v1 import api_pb2 as pb
-from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 from tests.conftest import require_tool
+from tests.support.cri import ready_pod_ips
 from tests.support.kubepod import LocalPod, service_addresses, write_configmap_volume
 from tests.support.kustomize import REPO, find, objects, render
 
@@ -33,14 +31,6 @@ pytestmark = pytest.mark.e2e
 NODES = 3
 STATEFULSET = "cristack-node"
 
-
-def sandbox_ips(endpoint: str) -> dict[str, str]:
-    """Ready sandbox name -> pod IP, as a node's crio reports them."""
-    with grpc.insecure_channel(endpoint) as channel:
-        rt = pbgrpc.RuntimeServiceStub(channel)
-        return {sb.metadata.name: rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sb.id)).status
-                .network.ip for sb in rt.ListPodSandbox(pb.ListPodSandboxRequest()).items
-                if sb.state == pb.SANDBOX_READY}
 
 
 def wait_for_line(log: Path, pattern: str, proc: subprocess.Popen, timeout: float = 60) -> re.Match[str]:
@@ -105,7 +95,7 @@ def test_demo_overlay_pods_run_locally_as_three_distinct_nodes(sink, tmp_path):
         for name in names:
             assert {s.service for s in spans if s.resource.get("host.name") == name} >= {"kubelet", "crio", "conmonrs"}
 
-        ips = {name: sandbox_ips(ep) for name, ep in endpoints.items()}
+        ips = {name: ready_pod_ips(ep) for name, ep in endpoints.items()}
         every = [ip for node in ips.values() for ip in node.values()]
         assert all("web" in node for node in ips.values()), ips
         assert len(every) == len(set(every)), f"a pod IP is shared between nodes: {ips}"

@@ -12,9 +12,9 @@ import pytest
 
 from cristack.harness.stack import example
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
-from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 from tests.conftest import pod_config, start_crio
 from tests.integration.test_kubelet import wait_for
+from tests.support.cri import ready_pod_ips
 
 PODS = 3
 POD = """apiVersion: v1
@@ -27,14 +27,6 @@ spec:
     - {{name: main, image: busybox, imagePullPolicy: IfNotPresent, command: [sleep, "60"]}}
 """
 
-
-def pod_ips(stack) -> dict[str, str]:
-    """Sandbox name -> IP, as the node's crio reports them."""
-    with grpc.insecure_channel(stack.crio_endpoint) as channel:
-        rt = pbgrpc.RuntimeServiceStub(channel)
-        items = rt.ListPodSandbox(pb.ListPodSandboxRequest()).items
-        return {sb.metadata.name: rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sb.id)).status
-                .network.ip for sb in items if sb.state == pb.SANDBOX_READY}
 
 
 
@@ -52,7 +44,7 @@ def test_two_nodes_have_their_own_host_name_and_pod_ips(make_stack, sink):
         stacks[name] = stack
 
     def ready(stack) -> dict[str, str] | None:
-        got = pod_ips(stack)
+        got = ready_pod_ips(stack.crio_endpoint)
         return got if len(got) == PODS and all(got.values()) else None
 
     ips = {name: wait_for(f"{PODS} ready pods with IPs on {name}", lambda s=stack: ready(s), timeout=30)

@@ -12,25 +12,15 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-import grpc
 import pytest
 
 from cristack.harness.cli import main
 from cristack.harness.procs import component_argv
-from cristack.wire.pb.runtime.v1 import api_pb2 as pb
-from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 from tests.integration.test_up_events import POD, Lines
+from tests.support.cri import ready_pod_ips
 
 NODES = 3
 
-
-def ready_pods(endpoint: str) -> dict[str, str]:
-    """Ready sandbox name -> pod IP, as a node's crio reports them."""
-    with grpc.insecure_channel(endpoint) as channel:
-        rt = pbgrpc.RuntimeServiceStub(channel)
-        return {sb.metadata.name: rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sb.id)).status
-                .network.ip for sb in rt.ListPodSandbox(pb.ListPodSandboxRequest()).items
-                if sb.state == pb.SANDBOX_READY}
 
 
 def test_up_with_three_nodes_gives_each_its_name_and_pod_cidr(tmp_path: Path, sink) -> None:
@@ -53,7 +43,7 @@ def test_up_with_three_nodes_gives_each_its_name_and_pod_cidr(tmp_path: Path, si
         for i in range(1, NODES + 1):
             for pod in ("web", "db"):
                 out.wait(rf"^node-{i} \S+ {pod}/main running ")
-        ips: dict[str, dict[str, str]] = {name: ready_pods(ep) for name, (_, ep) in nodes.items()}
+        ips: dict[str, dict[str, str]] = {name: ready_pod_ips(ep) for name, (_, ep) in nodes.items()}
         for name, (cidr, _) in nodes.items():
             assert set(ips[name]) == {"web", "db"}, ips
             assert all(ipaddress.ip_address(ip) in cidr for ip in ips[name].values()), (name, cidr, ips[name])
