@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 
 from bench.driver import Driver
-from bench.stats import cpu_seconds, machine, ms, p50, pct, rss_kb
+from bench.stats import cpu_seconds, cpu_ticks, machine, ms, p50, pct, rss_kb, stolen_share
 from cristack.harness.jaeger import Jaeger, free_ports, jaeger_binary, start_jaeger
 from cristack.harness.procs import component_argv, find_tool, serving
 from cristack.harness.stack import Stack, StackOptions, example
@@ -481,10 +481,12 @@ class Bench:
         self.jaeger.stop()
 
 
-def write(report: Report, path: Path, command: str, seconds: float, quick: bool) -> None:
+def write(report: Report, path: Path, command: str, seconds: float, quick: bool, stolen: float = 0.0) -> None:
     lines = ["# Benchmarks", "",
              f"Measured by `{command}` on {machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-             f"in one run of {seconds / 60:.1f} minutes{' (quick mode: fewer iterations)' if quick else ''}. "
+             f"in one run of {seconds / 60:.1f} minutes{' (quick mode: fewer iterations)' if quick else ''}; "
+             f"the hypervisor gave {stolen:.0%} of this virtual machine's CPU time to others meanwhile "
+             "(steal time in /proc/stat), which slows every figure below alike. "
              "Figures are medians (p50) with p99 where given; A/B comparisons come from interleaved blocks of "
              "the same run. Tracing on means all three components at 1000000 per million exporting to a "
              "real Jaeger v2 on the same two cores. Pod starts are issued by `bench/driver.py`, which runs "
@@ -531,7 +533,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="cristack-bench-"))
-    started = time.monotonic()
+    started, ticks = time.monotonic(), cpu_ticks()
     bench = Bench(args.quick, base)
     parts = args.only or ["rpc_floor", "pod_start", "lifecycle", "throughput", "startup_memory", "growth", "churn",
                             "hotrod", "load_ceiling"]
@@ -547,7 +549,8 @@ def main() -> None:
     if args.only:  # the other sections stay as the last full run measured them
         merge(bench.report, args.out, command)
     else:
-        write(bench.report, args.out, command, time.monotonic() - started, args.quick)
+        write(bench.report, args.out, command, time.monotonic() - started, args.quick,
+              stolen_share(ticks, cpu_ticks()))
     print(f"wrote {args.out}")
 
 

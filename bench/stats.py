@@ -47,6 +47,21 @@ def fmt(value: float, unit: str = "ms", digits: int = 1) -> str:
     return f"{value:.{digits}f} {unit}".strip()
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all CPU time, the part stolen by the hypervisor) since boot, in ticks, from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return sum(fields[:8]), (fields[7] if len(fields) > 7 else 0)
+
+
+def stolen_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the CPU time between two ``cpu_ticks`` that the hypervisor gave to other machines."""
+    total = after[0] - before[0]
+    return (after[1] - before[1]) / total if total > 0 else 0.0
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
