@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.report import Row
 from bench.stats import cpu_seconds
 from cristack.harness.load import Load, LoadOptions, pinned
 from cristack.harness.procs import serving
@@ -209,10 +210,8 @@ def _cores(t: Trial) -> str:
     return f"busiest: {busiest} ({nodes.get(busiest, 0):.2f} cores over {t.nodes} node(s)); all: {others}"
 
 
-def report(bench, section: str) -> None:  # noqa: ANN001 - bench.run.Bench (imported late: run imports us)
+def report(bench, section: str) -> None:  # noqa: ANN001 - bench.run.Bench (run imports us)
     """Runs (a) and (b) and adds their rows to the bench's report."""
-    from bench.run import Row
-
     print(section, flush=True)
     base = bench.base / "load"
     base.mkdir(parents=True, exist_ok=True)

@@ -19,12 +19,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from bench.driver import Driver
+from bench.report import Report, Row, verdict
 from bench.stats import cpu_seconds, cpu_ticks, machine, ms, p50, pct, rss_kb, stolen_share
 from cristack.harness.jaeger import Jaeger, free_ports, jaeger_binary, start_jaeger
 from cristack.harness.procs import component_argv, find_tool, serving
@@ -35,29 +35,6 @@ from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Row:
-    what: str
-    value: str
-    target: str = ""
-    verdict: str = ""  # "met" / "missed" / ""
-    note: str = ""
-
-
-@dataclass
-class Report:
-    sections: dict[str, list[Row]] = field(default_factory=dict)
-
-    def add(self, section: str, row: Row) -> None:
-        self.sections.setdefault(section, []).append(row)
-        print(f"  {row.what}: {row.value}" + (f"  [target {row.target}: {row.verdict}]" if row.target else ""),
-              flush=True)
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "missed"
 
 
 class Bench:
