@@ -74,6 +74,14 @@ def _nodes_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --nodes: deal the pod manifests across the nodes instead of giving each node all")
 
 
+def _cidr_arguments(p: argparse.ArgumentParser) -> None:
+    """How the nodes' pod CIDRs are cut (``cristack.harness.nodeplan``), for up and load alike."""
+    p.add_argument("--cluster-cidr", metavar="CIDR", default=CLUSTER_CIDR,
+                   help=f"the pod network that nodes take their pod CIDRs from (default {CLUSTER_CIDR})")
+    p.add_argument("--node-cidr-mask-size", metavar="BITS", type=int, default=NODE_CIDR_MASK,
+                   help=f"prefix length of each node's pod CIDR (default {NODE_CIDR_MASK})")
+
+
 def _index(text: str) -> int:
     try:
         value = int(text)
@@ -309,8 +317,7 @@ def _add_load_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPars
     lp.add_argument("--interval", type=_positive(float), default=5.0, metavar="SECONDS",
                     help="seconds between progress lines (default 5)")
     lp.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
-    lp.add_argument("--cluster-cidr", default="10.244.0.0/16", metavar="CIDR", help="default 10.244.0.0/16")
-    lp.add_argument("--node-cidr-mask-size", type=int, default=24, metavar="BITS", help="default 24")
+    _cidr_arguments(lp)
     lp.add_argument("--keep", action="store_true", help="keep the nodes' temp dir (state, logs); its path is printed")
     lp.set_defaults(func=load)
 
@@ -373,10 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--node-index", metavar="I", type=_index,
                    help="this one node's pod CIDR is block I of --cluster-cidr (default: CRI-O's own network, "
                         "10.85.0.0/16); in a StatefulSet, $(POD_INDEX)")
-    u.add_argument("--cluster-cidr", metavar="CIDR", default=CLUSTER_CIDR,
-                   help=f"the pod network that nodes take their pod CIDRs from (default {CLUSTER_CIDR})")
-    u.add_argument("--node-cidr-mask-size", metavar="BITS", type=int, default=NODE_CIDR_MASK,
-                   help=f"prefix length of each node's pod CIDR (default {NODE_CIDR_MASK})")
+    _cidr_arguments(u)
     _bounds(u)
     u.set_defaults(func=up)
 

@@ -30,8 +30,7 @@ from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import SpanStore
 from cristack.harness.stack import StackOptions
 from cristack.otel.envcontext import EnvContext
-
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")  # what the kubelet reads from a static pod directory
+from fake_kubelet.manifests import MANIFEST_SUFFIXES  # what the kubelet reads from a static pod directory
 
 
 class UpError(ValueError):
