@@ -8,6 +8,7 @@ import sys
 
 import grpc
 
+from cristack.gcpolicy import tune_for_service
 from cristack.lifeline import stop_on_signals
 from cristack.otel import logs
 from cristack.otel.envcontext import EnvContext, from_environment
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info("pod-start traces are children of TRACEPARENT %s", parent.traceparent)
     telemetry = kubelet_telemetry(tracing.enabled and cfg.tracing_gate, tracing.endpoint,
                                   tracing.sampling_rate_per_million, cfg.node_name).install()
+    tune_for_service()
     try:
         code = asyncio.run(run(cfg, telemetry, parent))
     except (OSError, RuntimeUnavailable) as err:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 
+from cristack.gcpolicy import tune_for_service
 from cristack.lifeline import stop_on_signals
 from cristack.wire.endpoints import Endpoint, prepare_unix_listener, secure_socket, socket_umask, warn_if_exposed
 
@@ -36,15 +37,63 @@ class _Undecodable:
         self.error = error
 
 
+class _GenericHandlersOnly:
+    """The server as ``register`` sees it. The generated ``add_*Servicer_to_server`` adds each service twice, as
+    a generic handler and as registered methods; only the generic handler is kept. grpc.aio's server loop
+    (grpcio 1.85, aio/server.pyx.pxi ``_server_main_loop``) keeps one pending request per registered method
+    and passes them all to ``asyncio.wait`` for every call it accepts: with CRI's 40-odd methods, a twentieth
+    of fake-crio's CPU in a relist (py-spy). The generic handler serves the same methods with the same
+    handlers."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        """Dropped: the generic handler added just before serves these methods."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._server, name)
+
+
+class HandlerMemo:
+    """The handler an interceptor wraps around a method's handler, made once per (handler, method): grpc runs
+    interceptors on every call, and a relist makes thousands of calls; building the closures and the handler
+    tuple again each time is work for nothing. ``wrap(handler, method)`` must not depend on the call: what is
+    per call (the metadata, the peer) the wrapper reads from its ``context``. An interceptor further in that
+    makes a new handler per call only turns the memo over (it is cleared when full)."""
+
+    LIMIT = 1024
+
+    def __init__(self, wrap: Callable[[grpc.RpcMethodHandler, str], grpc.RpcMethodHandler]) -> None:
+        self._wrap = wrap
+        self._memo: dict[tuple[grpc.RpcMethodHandler, str], grpc.RpcMethodHandler] = {}
+
+    def __call__(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        key = (handler, method)
+        wrapped = self._memo.get(key)
+        if wrapped is None:
+            if len(self._memo) >= self.LIMIT:
+                self._memo.clear()
+            wrapped = self._memo[key] = self._wrap(handler, method)
+        return wrapped
+
+
 class SafeRequests(grpc.aio.ServerInterceptor):
     """Answers bytes that do not decode as the method's request with INVALID_ARGUMENT (grpc
     itself would answer INTERNAL), before any other interceptor or handler sees them."""
+
+    def __init__(self) -> None:
+        self._wrapped = HandlerMemo(self._checked)
 
     async def intercept_service(self, continuation, details):  # noqa: ANN001 - grpc's signature
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
             return handler
-        decode, inner, method = handler.request_deserializer, handler.unary_unary, details.method
+        return self._wrapped(handler, details.method)
+
+    @staticmethod
+    def _checked(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        decode, inner = handler.request_deserializer, handler.unary_unary
 
         def safe_decode(data: bytes) -> object:
             try:
@@ -93,10 +142,11 @@ async def serve(
     ``private_parent`` makes the socket's directory 0700 (used for our default locations).
     """
     raise_fd_limit()
+    tune_for_service()
     # Over the limit, grpc answers RESOURCE_EXHAUSTED at once instead of queueing without bound.
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[SafeRequests(), *interceptors],
                              maximum_concurrent_rpcs=max_concurrent_rpcs or DEFAULT_MAX_CONCURRENT_RPCS)
-    register(server)
+    register(_GenericHandlersOnly(server))  # type: ignore[arg-type] - the server's methods but one
     if endpoint.path is not None:
         prepare_unix_listener(endpoint.path, private_parent=private_parent)
     else:
