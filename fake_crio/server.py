@@ -559,8 +559,9 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
                                                     attempt=sb.attempt), state=sb.state, created_at=sb.created_at,
             network=pb.PodSandboxNetworkStatus(ip=sb.ip), labels=sb.labels, annotations=sb.annotations,
             runtime_handler=sb.runtime_handler)
-        json_format.ParseDict(sb.config.get("linux", {}).get("security_context", {}).get("namespace_options", {}),
-                              status.linux.namespaces.options, ignore_unknown_fields=True)
+        namespace_options = sb.config.get("linux", {}).get("security_context", {}).get("namespace_options")
+        if namespace_options:  # (parsing even an empty dict costs more than the rest of the answer)
+            json_format.ParseDict(namespace_options, status.linux.namespaces.options, ignore_unknown_fields=True)
         info = {}
         if request.verbose:
             info["info"] = json.dumps({

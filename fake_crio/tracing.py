@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind
 
 from cristack.containers.monitor_metadata import FAULTS_KEY, MAX_LOG_BYTES_KEY, MONITOR_ENV_KEY  # noqa: F401 - re-exported
 from cristack.otel.rpctrace import inject
+from cristack.otel.telemetry import current_span
 from fake_crio.faults import Faults
 
 CRIO_MODULE = "github.com/cri-o/cri-o/"
@@ -58,8 +59,7 @@ class CrioTracing:
         ``fault_key`` (default: the function as given) happen inside it, so the waterfall shows
         where they are. Like CRI-O, the span's status stays unset when the step fails: the
         error travels to the gRPC answer (and the SERVER span), not to the step."""
-        with self.steps.start_as_current_span(span_name(func), attributes=attributes, record_exception=False,
-                                              set_status_on_exception=False) as span:
+        with current_span(self.steps, span_name(func), attributes=attributes) as span:
             if self.faults:
                 await self.faults.apply(fault_key or func, subject)
             yield span

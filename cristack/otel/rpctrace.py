@@ -35,8 +35,9 @@ from google.protobuf import json_format
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from cristack.otel.telemetry import REQUEST_DEADLINE, REQUEST_ID, REQUEST_NAME, new_request_id
+from cristack.otel.telemetry import REQUEST_DEADLINE, REQUEST_ID, REQUEST_NAME, current_span, new_request_id
 from cristack.wire.endpoints import Endpoint
+from cristack.wire.serving import HandlerMemo
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,7 @@ async def traced_unary_call(tracer: trace.Tracer, span_name: str, full_method: s
     attributes = rpc_attributes(full_method)
     if server_address:
         attributes["server.address"] = server_address
-    with tracer.start_as_current_span(span_name, kind=SpanKind.CLIENT, attributes=attributes,
-                                      record_exception=False, set_status_on_exception=False) as span:
+    with current_span(tracer, span_name, kind=SpanKind.CLIENT, attributes=attributes) as span:
         message_event(span, "SENT", request)
         try:
             response = await call(tuple(inject().items()))
@@ -176,21 +176,21 @@ class ServerTracing(grpc.aio.ServerInterceptor):
     def __init__(self, tracer: trace.Tracer, internal_tracer: trace.Tracer | None = None) -> None:
         self.tracer = tracer
         self.internal_tracer = internal_tracer
+        self._wrapped = HandlerMemo(self._wrap)
 
     async def intercept_service(self, continuation, details):  # noqa: ANN001 - grpc's signature
         handler = await continuation(details)
-        if handler is None:
+        if handler is None or (handler.unary_stream is None and handler.unary_unary is None):
             return handler
-        method: str = details.method
-        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+        return self._wrapped(handler, details.method)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_stream is not None:
-            return self._stream(handler, method, metadata)
-        if handler.unary_unary is None:
-            return handler
+            return self._stream(handler, method)
         inner = handler.unary_unary
 
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with self._request(method, metadata, context) as span, self._internal(method):
+            with self._request(method, context) as span, self._internal(method):
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("Request: %s", short(request))
                 try:
@@ -210,11 +210,11 @@ class ServerTracing(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(traced, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
 
-    def _stream(self, handler: grpc.RpcMethodHandler, method: str, metadata: dict[str, str]) -> grpc.RpcMethodHandler:
+    def _stream(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         inner = handler.unary_stream
 
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with self._request(method, metadata, context) as span:
+            with self._request(method, context) as span:
                 try:
                     result = inner(request, context)
                     if inspect.isawaitable(result):  # a plain handler (an UNIMPLEMENTED stub)
@@ -241,14 +241,13 @@ class ServerTracing(grpc.aio.ServerInterceptor):
                                                     response_serializer=handler.response_serializer)
 
     @contextlib.contextmanager
-    def _request(self, method: str, metadata: dict[str, str],
-                 context: grpc.aio.ServicerContext) -> Iterator[trace.Span]:
-        """otelgrpc's SERVER span for one call, parented by the caller's context, with CRI-O's per-request
-        log fields (a fresh request id, the method, the caller's deadline) set for everything under it."""
-        parent = propagate.extract(metadata)
-        with self.tracer.start_as_current_span(method.lstrip("/"), context=parent, kind=SpanKind.SERVER,
-                                               attributes=rpc_attributes(method), record_exception=False,
-                                               set_status_on_exception=False) as span:
+    def _request(self, method: str, context: grpc.aio.ServicerContext) -> Iterator[trace.Span]:
+        """otelgrpc's SERVER span for one call, parented by the caller's context (from the call's metadata),
+        with CRI-O's per-request log fields (a fresh request id, the method, the caller's deadline) set for
+        everything under it."""
+        parent = propagate.extract({k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)})
+        with current_span(self.tracer, method.lstrip("/"), context=parent, kind=SpanKind.SERVER,
+                          attributes=rpc_attributes(method)) as span:
             remaining = context.time_remaining()
             tokens = [(REQUEST_ID, REQUEST_ID.set(new_request_id())), (REQUEST_NAME, REQUEST_NAME.set(method)),
                       (REQUEST_DEADLINE, REQUEST_DEADLINE.set(
@@ -265,6 +264,5 @@ class ServerTracing(grpc.aio.ServerInterceptor):
         if self.internal_tracer is None:
             yield
             return
-        with self.internal_tracer.start_as_current_span(method, kind=SpanKind.INTERNAL, record_exception=False,
-                                                        set_status_on_exception=False):
+        with current_span(self.internal_tracer, method, kind=SpanKind.INTERNAL):
             yield

@@ -31,6 +31,7 @@ from cristack.otel.telemetry import (
     SpanEventHandler,
     Telemetry,
     TracingSettings,
+    current_span,
     resource_for,
     sampler_for,
 )
@@ -352,3 +353,57 @@ def test_status_code_spellings() -> None:
     assert canonical_code_name(grpc.StatusCode.NOT_FOUND) == "NOT_FOUND"
     assert server_peer_attributes("ipv4:127.0.0.1:5555") == {"server.address": "127.0.0.1", "server.port": 5555}
     assert server_peer_attributes("unix:") == {"server.address": "@"}
+
+
+def test_calls_of_one_method_each_get_their_own_parent_and_request_id(memory, tmp_path) -> None:
+    """The interceptor's wrapped handler is made once per method: what belongs to a call (the caller's trace
+    context, the request id) must still come from that call."""
+    provider, exporter = memory
+    sock = f"unix://{tmp_path}/s.sock"
+    request_ids: list[str] = []
+
+    class Servicer(pbgrpc.RuntimeServiceServicer):
+        async def Version(self, request, context):
+            request_ids.append(REQUEST_ID.get())
+            return pb.VersionResponse(runtime_name="x")
+
+    async def go() -> None:
+        server = grpc.aio.server(interceptors=[ServerTracing(provider.get_tracer("otelgrpc"))])
+        pbgrpc.add_RuntimeServiceServicer_to_server(Servicer(), server)
+        server.add_insecure_port(sock)
+        await server.start()
+        async with grpc.aio.insecure_channel(sock) as ch:
+            stub = pbgrpc.RuntimeServiceStub(ch)
+            tracer = provider.get_tracer("kubelet-cri")
+            for _ in range(3):  # three traces of their own
+                with tracer.start_as_current_span("sync", context=otel_context.Context()):
+                    await traced_unary_call(tracer, "runtime.v1.RuntimeService/Version",
+                                            "/runtime.v1.RuntimeService/Version",
+                                            lambda md: stub.Version(pb.VersionRequest(), metadata=md),
+                                            pb.VersionRequest())
+        await server.stop(None)
+
+    asyncio.run(go())
+    spans = exporter.get_finished_spans()
+    clients = {s.context.span_id: s for s in spans if s.kind == SpanKind.CLIENT}
+    servers = [s for s in spans if s.kind == SpanKind.SERVER]
+    assert len(servers) == 3
+    assert {s.parent.span_id for s in servers} == set(clients), "each server span under its own caller"
+    assert all(s.context.trace_id == clients[s.parent.span_id].context.trace_id for s in servers)
+    assert len(set(request_ids)) == 3 and all(request_ids)
+
+
+def test_current_span_ends_a_failed_block_without_status_or_exception_event(memory) -> None:
+    provider, exporter = memory
+    tracer = provider.get_tracer("t")
+    with pytest.raises(ValueError), current_span(tracer, "outer", kind=SpanKind.SERVER, attributes={"a": 1}) as outer:
+        assert trace.get_current_span() is outer
+        with current_span(tracer, "inner"):
+            raise ValueError("boom")
+    assert trace.get_current_span() is trace.INVALID_SPAN, "the context is restored"
+    inner, outer_span = exporter.get_finished_spans()
+    assert inner.parent.span_id == outer_span.context.span_id
+    assert outer_span.kind == SpanKind.SERVER and dict(outer_span.attributes) == {"a": 1}
+    for span in (inner, outer_span):
+        assert span.end_time is not None
+        assert span.status.status_code == StatusCode.UNSET and not span.events
