@@ -16,7 +16,6 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from cristack.containers.crilog import read_log
 from cristack.harness import expectations, podevents
 from cristack.harness.cluster import Cluster
 from cristack.harness.nodeplan import ClusterError, NodePlan, assign, plan_nodes
+from cristack.harness.procs import Cleanup, run_with_cleanup
 from cristack.harness.render import html as html_render
 from cristack.harness.render.model import TraceView, build
 from cristack.harness.render.terminal import make_console, print_trace
@@ -160,16 +160,10 @@ def write_outputs(store: SpanStore, views: list[tuple[str, TraceView]], opts: De
 def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     """The demo; whatever happens (Ctrl-C, SIGTERM, a closed pipe), the processes it started
     are stopped before it returns."""
-    cleanup: list[Callable[[], object]] = []
-    try:
-        return _run_demo(opts, console, cleanup)
-    finally:
-        for fn in reversed(cleanup):
-            with contextlib.suppress(Exception):
-                fn()
+    return run_with_cleanup(lambda cleanup: _run_demo(opts, console, cleanup))
 
 
-def _run_demo(opts: DemoOptions, console: Console | None, cleanup: list[Callable[[], object]]) -> int:
+def _run_demo(opts: DemoOptions, console: Console | None, cleanup: Cleanup) -> int:
     console = console or make_console()
     err = Console(stderr=True)
     pods = opts.pods or [example("pods", "hello.yaml")]

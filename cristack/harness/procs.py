@@ -9,9 +9,10 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cristack.lifeline import PARENT_ENV, held_sigint, stop_process
 from cristack.pyexec import python_argv
@@ -96,6 +97,23 @@ def start(name: str, args: Sequence[str], log_path: Path, *, endpoint: Endpoint 
             proc.kill()
             raise
     return proc
+
+
+T = TypeVar("T")
+Cleanup = list[Callable[[], object]]
+
+
+def run_with_cleanup(body: Callable[[Cleanup], T]) -> T:
+    """``body(cleanup)``, where ``body`` appends what undoes each thing it starts; afterwards, whatever
+    happened (an error, Ctrl-C, SIGTERM, a closed pipe), each is called, last first, and one that fails
+    does not keep the others from running."""
+    cleanup: Cleanup = []
+    try:
+        return body(cleanup)
+    finally:
+        for fn in reversed(cleanup):
+            with contextlib.suppress(Exception):
+                fn()
 
 
 def stop_children(grace: float = 2.0) -> list[int]:

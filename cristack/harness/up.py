@@ -15,7 +15,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from cristack.harness import podevents
 from cristack.harness.cluster import Cluster
 from cristack.harness.demo import DemoOptions, print_event, stack_context, start_lines
 from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK, NodePlan, node_cidr, plan_nodes
-from cristack.harness.procs import stop_children
+from cristack.harness.procs import Cleanup, run_with_cleanup, stop_children
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import SpanStore
 from cristack.harness.stack import StackOptions
@@ -77,13 +76,7 @@ def run_up(opts: UpOptions, console: Console | None = None) -> int:
     """``cristack up``; whatever happens, the processes it started are stopped before it returns."""
     # Off a terminal (a pipe, `kubectl logs`), lines are never wrapped: whoever reads them decides.
     console = console or Console(soft_wrap=not sys.stdout.isatty())
-    cleanup: list[Callable[[], object]] = []
-    try:
-        return _run_up(opts, console, cleanup)
-    finally:
-        for fn in reversed(cleanup):
-            with contextlib.suppress(Exception):
-                fn()
+    return run_with_cleanup(lambda cleanup: _run_up(opts, console, cleanup))
 
 
 def _stack_options(opts: UpOptions, endpoint: str) -> StackOptions:
@@ -119,7 +112,7 @@ def _place_manifests(opts: UpOptions, cluster: Cluster) -> list[Path]:
     return [stack.manifests for stack in cluster.stacks]
 
 
-def _run_up(opts: UpOptions, console: Console, cleanup: list[Callable[[], object]]) -> int:
+def _run_up(opts: UpOptions, console: Console, cleanup: Cleanup) -> int:
     err = Console(stderr=True)
     try:
         plans = node_plans(opts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 
@@ -271,28 +272,41 @@ class _Servicer(pbgrpc.RuntimeServiceServicer):
         raise NotFound("no such container")
 
 
+@contextlib.asynccontextmanager
+async def traced_server(servicer, interceptor: ServerTracing, sock: str):
+    """``servicer`` behind ``interceptor`` on ``sock``; yields a client stub."""
+    server = grpc.aio.server(interceptors=[interceptor])
+    pbgrpc.add_RuntimeServiceServicer_to_server(servicer, server)
+    server.add_insecure_port(sock)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(sock) as ch:
+            yield pbgrpc.RuntimeServiceStub(ch)
+    finally:
+        await server.stop(None)
+
+
+async def traced_version(tracer, stub) -> None:
+    """Version in the kubelet's CLIENT span."""
+    await traced_unary_call(tracer, "runtime.v1.RuntimeService/Version", "/runtime.v1.RuntimeService/Version",
+                            lambda md: stub.Version(pb.VersionRequest(), metadata=md), pb.VersionRequest())
+
+
 def test_grpc_client_and_server_spans(memory, tmp_path) -> None:
     provider, exporter = memory
     sock = f"unix://{tmp_path}/s.sock"
 
     async def go() -> None:
-        server = grpc.aio.server(interceptors=[ServerTracing(provider.get_tracer("otelgrpc"),
-                                                             provider.get_tracer("crio"))])
-        pbgrpc.add_RuntimeServiceServicer_to_server(_Servicer(), server)
-        server.add_insecure_port(sock)
-        await server.start()
-        async with grpc.aio.insecure_channel(sock) as ch:
-            stub = pbgrpc.RuntimeServiceStub(ch)
+        interceptor = ServerTracing(provider.get_tracer("otelgrpc"), provider.get_tracer("crio"))
+        async with traced_server(_Servicer(), interceptor, sock) as stub:
             tracer = provider.get_tracer("kubelet-cri")
-            await traced_unary_call(tracer, "runtime.v1.RuntimeService/Version", "/runtime.v1.RuntimeService/Version",
-                                    lambda md: stub.Version(pb.VersionRequest(), metadata=md), pb.VersionRequest())
+            await traced_version(tracer, stub)
             with pytest.raises(grpc.aio.AioRpcError):
                 await traced_unary_call(tracer, "runtime.v1.RuntimeService/ContainerStatus",
                                         "/runtime.v1.RuntimeService/ContainerStatus",
                                         lambda md: stub.ContainerStatus(pb.ContainerStatusRequest(container_id="x"),
                                                                         metadata=md),
                                         pb.ContainerStatusRequest(container_id="x"))
-        await server.stop(None)
 
     asyncio.run(go())
     spans = {(s.name, s.kind): s for s in exporter.get_finished_spans()}
@@ -368,20 +382,11 @@ def test_calls_of_one_method_each_get_their_own_parent_and_request_id(memory, tm
             return pb.VersionResponse(runtime_name="x")
 
     async def go() -> None:
-        server = grpc.aio.server(interceptors=[ServerTracing(provider.get_tracer("otelgrpc"))])
-        pbgrpc.add_RuntimeServiceServicer_to_server(Servicer(), server)
-        server.add_insecure_port(sock)
-        await server.start()
-        async with grpc.aio.insecure_channel(sock) as ch:
-            stub = pbgrpc.RuntimeServiceStub(ch)
+        async with traced_server(Servicer(), ServerTracing(provider.get_tracer("otelgrpc")), sock) as stub:
             tracer = provider.get_tracer("kubelet-cri")
             for _ in range(3):  # three traces of their own
                 with tracer.start_as_current_span("sync", context=otel_context.Context()):
-                    await traced_unary_call(tracer, "runtime.v1.RuntimeService/Version",
-                                            "/runtime.v1.RuntimeService/Version",
-                                            lambda md: stub.Version(pb.VersionRequest(), metadata=md),
-                                            pb.VersionRequest())
-        await server.stop(None)
+                    await traced_version(tracer, stub)
 
     asyncio.run(go())
     spans = exporter.get_finished_spans()
