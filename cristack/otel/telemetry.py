@@ -58,11 +58,14 @@ SHUTDOWN_BUDGET_S = 1.2
 STATS_ENV = "CRISTACK_TELEMETRY_STATS"  # a file the process keeps its ExportStats in (JSON)
 STATS_PERIOD_S = 1.0
 # gRPC's default reconnect back-off grows to two minutes: a collector that comes up late
-# would see no spans for that long. Retry at least every second instead.
+# would see no spans for that long. Retry at least every second instead. And an export waits for the
+# connection (within its 1 s timeout) instead of failing at once while the channel sits out a back-off:
+# otherwise the spans of the first second after the collector comes back are dropped although it is up.
 EXPORT_CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.service_config", json.dumps({"methodConfig": [{"name": [{}], "waitForReady": True}]})),
 )
 
 propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
