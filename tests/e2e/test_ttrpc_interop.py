@@ -164,3 +164,42 @@ def test_go_client_calls_python_server(tmp_path: Path) -> None:
     assert results["Fail"] == {"call": "Fail", "code": 5, "message": "no such thing: x"}
     assert results["Nope"] == {"call": "Nope", "code": 12, "message": "method Nope"}
     assert results["NoService"] == {"call": "NoService", "code": 12, "message": "service no.Such"}
+
+
+def test_containerd_task_client_calls_our_shim(tmp_path: Path) -> None:
+    """containerd's own generated task v3 client (api v1.12.0) against fake-containerd-shim-runc-v2's service."""
+    import os
+
+    from cristack.wire.pb.containerd.runtime.task.v3 import shim_pb2
+    from fake_containerd.shim.daemon import ShimDaemon
+    from tests.support.shimtest import EventsSink, write_bundle
+
+    peer = require_tool("ttrpc-peer")
+    sink = EventsSink()
+    sb = "c" * 64
+
+    async def scenario() -> list[dict[str, Any]]:
+        events = sink.server()
+        await events.listen(tmp_path / "ctd.ttrpc")
+        daemon = ShimDaemon("k8s.io", sb, f"unix://{tmp_path / 'ctd.ttrpc'}", tmp_path / "work")
+        await daemon.start(path=tmp_path / "shim.sock")
+        client = await Client.connect(tmp_path / "shim.sock")
+        try:
+            bundle = write_bundle(tmp_path / "bundles", sb, ["/pause"], sandbox=sb)
+            create = shim_pb2.CreateTaskRequest(id=sb, bundle=str(bundle))
+            await client.call("containerd.task.v3.Task", "Create", create, shim_pb2.CreateTaskResponse,
+                              metadata={"containerd-namespace-ttrpc": "k8s.io"})
+            proc = await asyncio.create_subprocess_exec(peer, "task", str(tmp_path / "shim.sock"), sb,
+                                                        stdout=subprocess.PIPE)
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            return [json.loads(line) for line in out.decode().splitlines()]
+        finally:
+            await client.close()
+            await daemon.stop()
+            await events.close()
+
+    results = {r["call"]: r for r in asyncio.run(scenario())}
+    assert results["Connect"]["code"] == 0 and results["Connect"]["shim_pid"] == os.getpid()
+    state = results["State"]
+    assert (state["code"], state["id"], state["status"]) == (0, sb, "CREATED")
+    assert state["pid"] == results["Connect"]["task_pid"] > 0
