@@ -22,7 +22,6 @@ import hashlib
 import os
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import BinaryIO
 
 from google.protobuf.message import DecodeError
 
+from cristack.pyexec import module_argv
 from cristack.wire.endpoints import MAX_UNIX_PATH, default_runtime_dir, private_dir, serving
 from cristack.wire.endpoints import parse_endpoint as _parse
 from cristack.wire.pb.containerd.runtime.bootstrap.v1 import bootstrap_pb2
@@ -116,8 +116,9 @@ def start(flags: Flags, stdin: BinaryIO, cwd: Path) -> bootstrap_pb2.BootstrapRe
         env = {**os.environ, "OTEL_SERVICE_NAME": f"containerd-shim-{params.instance_id}",
                "TTRPC_ADDRESS": params.containerd_ttrpc_address, "GRPC_ADDRESS": params.containerd_grpc_address,
                "NAMESPACE": params.namespace, "CRISTACK_SHIM_LISTEN_FD": str(listener.fileno())}
-        argv = [sys.executable, "-m", "fake_containerd.shim.main", "-namespace", params.namespace,
-                "-id", params.instance_id, "-address", params.containerd_grpc_address]
+        # The bundle dir is the working directory: never on the serving process's sys.path.
+        argv = module_argv("fake_containerd.shim.main", "-namespace", params.namespace,
+                           "-id", params.instance_id, "-address", params.containerd_grpc_address)
         if params.log_level <= bootstrap_pb2.LOG_LEVEL_DEBUG:
             argv.append("-debug")
         subprocess.Popen(argv, cwd=cwd, env=env, pass_fds=(listener.fileno(),), start_new_session=True,

@@ -30,6 +30,8 @@ from fake_containerd.shim.daemon import ShimDaemon
 from tests.support.shimtest import EventsSink, provider, write_bundle
 
 TASK = "containerd.task.v3.Task"
+# The installed entry point, as containerd runs it (never `python -m` from the bundle dir, which is on sys.path).
+SHIM = str(Path(sys.executable).with_name("fake-containerd-shim-runc-v2"))
 NS = {"containerd-namespace-ttrpc": "k8s.io"}
 SB = "a" * 64
 CTR = "b" * 64
@@ -162,9 +164,11 @@ def test_shim_in_process(tmp_path: Path) -> None:
     assert len(forward) == len(EXPECTED_TOPICS) and all(s.parent is None for s in forward)
 
 
-def test_shim_as_a_process_through_the_start_protocol(tmp_path: Path) -> None:
-    """containerd runs `<shim> -namespace -address -publish-binary -id start` in the bundle with
-    BootstrapParams on stdin; a second container of the pod gets the same shim; spans reach a collector."""
+@pytest.mark.parametrize("tracing", ["1", "0"])
+def test_shim_as_a_process_through_the_start_protocol(tmp_path: Path, tracing: str) -> None:
+    """containerd runs `<shim> -namespace -address -publish-binary -id start` in the bundle with BootstrapParams
+    on stdin; a second container of the pod gets the same shim; spans reach a collector, unless
+    CRISTACK_SHIM_TRACING=0 asks for the release build's silence."""
     containerd, c_spans = provider()
     sink = EventsSink()
     otlp = Sink()
@@ -174,14 +178,15 @@ def test_shim_as_a_process_through_the_start_protocol(tmp_path: Path) -> None:
     # A 64-character socket name leaves a short directory room (upstream's is /run/containerd/s).
     socket_dir = Path(tempfile.mkdtemp(prefix="shim-", dir="/tmp"))
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{addresses.otlp_endpoint}",
-           "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_INSECURE": "true"}
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_INSECURE": "true",
+           "CRISTACK_SHIM_TRACING": tracing}
 
     def start_shim(cid: str, bundle: Path) -> bootstrap_pb2.BootstrapResult:
         params = bootstrap_pb2.BootstrapParams(instance_id=cid, namespace="k8s.io", containerd_version="v2.4.2",
                                                containerd_ttrpc_address=ttrpc_addr,
                                                containerd_grpc_address=grpc_addr, socket_dir=str(socket_dir))
-        proc = subprocess.run([sys.executable, "-m", "fake_containerd.shim.main", "-namespace", "k8s.io",
-                               "-address", grpc_addr, "-publish-binary", "/usr/bin/containerd", "-id", cid, "start"],
+        proc = subprocess.run([SHIM, "-namespace", "k8s.io", "-address", grpc_addr,
+                               "-publish-binary", "/usr/bin/containerd", "-id", cid, "start"],
                               input=params.SerializeToString(), capture_output=True, cwd=bundle, env=env, timeout=60)
         assert proc.returncode == 0, proc.stderr.decode()
         result = bootstrap_pb2.BootstrapResult()
@@ -213,16 +218,18 @@ def test_shim_as_a_process_through_the_start_protocol(tmp_path: Path) -> None:
         _check(out, sink)
         assert out["shim_pid"] != os.getpid()
         shim_service = f"containerd-shim-{SB}"
-        assert otlp.store.wait(lambda s: len([x for x in s.spans() if x.service == shim_service]) >= 20, 30)
+        assert _gone(socket_dir)  # the shim has exited, so whatever it exports has been sent
         shim_spans = [s for s in otlp.store.spans() if s.service == shim_service]
+        if tracing == "0":
+            assert shim_spans == []
+            return
+        assert len(shim_spans) > 20
         client_ids = {f"{s.context.span_id:016x}": s.name for s in c_spans.get_finished_spans()
                       if s.kind.name == "CLIENT"}
         assert all(client_ids.get(s.parent_span_id) == s.name for s in shim_spans)
         assert shim_spans[0].resource == {"service.name": shim_service, "telemetry.sdk.language": "go",
                                           "telemetry.sdk.name": "opentelemetry", "telemetry.sdk.version": "1.46.0"}
         assert {s.scope for s in shim_spans} == {"github.com/containerd/otelttrpc"}
-        # The socket is gone once the shim has exited.
-        assert _gone(socket_dir)
     finally:
         otlp.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
@@ -241,10 +248,48 @@ def _gone(socket_dir: Path, timeout: float = 15.0) -> bool:
 def test_delete_action_answers_a_delete_response(tmp_path: Path) -> None:
     bundle = write_bundle(tmp_path, CTR, ["/pause"])
     (bundle / "init.pid").write_text("4242")
-    proc = subprocess.run([sys.executable, "-m", "fake_containerd.shim.main", "-namespace", "k8s.io",
-                           "-address", "/x", "-publish-binary", "/usr/bin/containerd", "-id", CTR,
-                           "-bundle", str(bundle), "delete"], capture_output=True, cwd=bundle, timeout=60)
+    proc = subprocess.run([SHIM, "-namespace", "k8s.io", "-address", "/x", "-publish-binary",
+                           "/usr/bin/containerd", "-id", CTR, "-bundle", str(bundle), "delete"],
+                          capture_output=True, cwd=bundle, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     resp = api.DeleteResponse()
     resp.ParseFromString(proc.stdout)
     assert (resp.pid, resp.exit_status) == (4242, 137) and resp.exited_at.seconds > 0
+
+
+def test_the_call_context_reaches_the_process_as_traceparent(tmp_path: Path) -> None:
+    """service_tracing.go: the shim hands the call's context on as TRACEPARENT (here to the exec it starts)."""
+    containerd, _ = provider()
+    shim_provider, s_spans = provider()
+    sink = EventsSink()
+
+    async def scenario() -> bytes:
+        events_server = sink.server()
+        await events_server.listen(tmp_path / "ctd.ttrpc")
+        daemon = ShimDaemon("k8s.io", SB, f"unix://{tmp_path / 'ctd.ttrpc'}", tmp_path / "work", shim_provider)
+        await daemon.start(path=tmp_path / "shim.sock")
+        client = await Client.connect(tmp_path / "shim.sock", interceptor=client_interceptor(containerd))
+        try:
+            bundle = write_bundle(tmp_path / "bundles", SB, ["/pause"], sandbox=SB)
+            await _call(client, "Create", api.CreateTaskRequest(id=SB, bundle=str(bundle)), api.CreateTaskResponse)
+            await _call(client, "Start", api.StartRequest(id=SB), api.StartResponse)
+            spec = any_pb2.Any(type_url=EXEC_SPEC_URL,
+                               value=json.dumps({"args": ["sh", "-c", "echo $TRACEPARENT"]}).encode())
+            out = tmp_path / "exec.out"
+            await _call(client, "Exec", api.ExecProcessRequest(id=SB, exec_id="t", spec=spec, stdout=f"file://{out}"),
+                        empty_pb2.Empty)
+            await _call(client, "Start", api.StartRequest(id=SB, exec_id="t"), api.StartResponse)
+            await _call(client, "Wait", api.WaitRequest(id=SB, exec_id="t"), api.WaitResponse)
+            await _call(client, "Kill", api.KillRequest(id=SB, signal=signal.SIGKILL), empty_pb2.Empty)
+            return out.read_bytes()
+        finally:
+            await client.close()
+            await daemon.stop()
+            await events_server.close()
+
+    printed = asyncio.run(scenario()).decode().strip()
+    starts = [s for s in s_spans.get_finished_spans() if s.name == f"{TASK}/Start"]
+    exec_start = starts[1]  # the exec's Start, the call that ran it
+    version, trace_id, span_id, _flags = printed.split("-")
+    assert (version, trace_id, span_id) == ("00", f"{exec_start.context.trace_id:032x}",
+                                            f"{exec_start.context.span_id:016x}")
