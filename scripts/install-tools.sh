@@ -33,6 +33,8 @@ tools=(
   # kustomize and kubeconform render and validate deploy/kubernetes offline (tests/e2e/test_kubernetes_manifests.py).
   "kustomize|v5.8.2|sigs.k8s.io/kustomize/kustomize/v5"
   "kubeconform|v0.8.0|github.com/yannh/kubeconform/cmd/kubeconform"
+  # telemetrygen, the Collector's load generator, opt-in for `make bench` (the fleet section's side-by-side figure).
+  "telemetrygen|v0.161.0|github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen"
 )
 # Which tools to install: the arguments, or what `make test` needs.
 wanted=("$@")
