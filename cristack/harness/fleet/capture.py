@@ -34,7 +34,7 @@ from cristack.harness.fleet.catalogue import (
     marker,
 )
 from cristack.harness.fleet.episodes import CAPTURE_POD, EPISODES, IDLE, NODE_ROOTS, Episode
-from cristack.harness.fleet.live import EpisodeRun, LiveNode, NodeInfo, RawSpan, receiver
+from cristack.harness.fleet.live import LIVE_RUNTIMES, EpisodeRun, LiveNode, NodeInfo, RawSpan, receiver
 from cristack.otel.tracediff import any_value
 
 _HEX64 = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
@@ -228,16 +228,16 @@ def record(runtime: str = "crio", episodes: dict[str, Episode] | None = None, id
            pod_names: dict[str, str] | None = None, say: Callable[[str], None] = print) -> Recording:
     """Runs the live nodes side by side: an idle one for ``idle_window_s`` after it settled, and one per chain of
     ``episodes`` (default ``EPISODES``) with the pods named by ``pod_names`` (default ``CAPTURE_POD``)."""
-    if runtime != "crio":
-        raise SystemExit(f"capture: no live path for runtime {runtime!r} yet")
+    if runtime not in LIVE_RUNTIMES:
+        raise SystemExit(f"capture: no live path for runtime {runtime!r} yet (live.LIVE_RUNTIMES)")
     episodes = episodes or EPISODES
     names = pod_names or {}
     with receiver() as (store, endpoint):
-        idle = LiveNode("fleetcap-idle", 1, endpoint)
+        idle = LiveNode("fleetcap-idle", 1, endpoint, runtime=runtime)
         plans: list[tuple[LiveNode, list[Episode]]] = [(idle, [])]
         for i, first in enumerate(e for e in episodes.values() if e.kind != "pod"):
             chain = [first] + ([episodes[first.after]] if first.after else [])
-            plans.append((LiveNode(f"fleetcap-{first.kind}", 2 + i, endpoint, first.crio_args), chain))
+            plans.append((LiveNode(f"fleetcap-{first.kind}", 2 + i, endpoint, first.runtime_args, runtime), chain))
         runs: dict[str, tuple[NodeInfo, EpisodeRun]] = {}
         images: dict[str, list[str]] = {}
         errors: list[BaseException] = []
@@ -297,7 +297,7 @@ def convert(rec: Recording) -> Catalogue:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cristack.harness.fleet.capture", description=__doc__.split("\n")[0])
-    ap.add_argument("--runtime", choices=RUNTIMES, default="crio")
+    ap.add_argument("--runtime", choices=sorted(set(RUNTIMES) | set(LIVE_RUNTIMES)), default="crio")
     ap.add_argument("--out", type=Path, help="where to write it (default: the shipped catalogue)")
     ap.add_argument("--keep-raw", type=Path, metavar="FILE", help="also keep what the live nodes exported (pickle)")
     ap.add_argument("--from-raw", type=Path, metavar="FILE", help="convert a kept recording instead of running nodes")

@@ -27,7 +27,7 @@ class Episode:
     start_s: float  # t0 (manifest written) -> the running window
     running_s: float  # the running window: its non-node roots are the pod's own periodic ones
     stop_s: float  # t1 (manifest removed) -> end of the capture
-    crio_args: tuple[str, ...] = ()
+    runtime_args: tuple[str, ...] = ()  # CRI-O's flags here; another runtime's episode would give its own
     after: str | None = None  # runs on the node right after this episode (an image pulled by it stays)
     title: str = ""
 
@@ -70,7 +70,7 @@ EPISODES: dict[str, Episode] = {e.kind: e for e in (
     Episode("pull-backoff", _scenario_manifest("image-pull-backoff", "app.yaml"), start_s=33.0, running_s=0.0,
             stop_s=8.0, title="a missing image: ErrImagePull, then ImagePullBackOff"),
     Episode("slow-storage", _long_running(), start_s=5.0, running_s=0.0, stop_s=8.0,
-            crio_args=("--faults", str(example("scenarios", "slow-storage", "faults.toml"))),
+            runtime_args=("--faults", str(example("scenarios", "slow-storage", "faults.toml"))),
             title="CRI-O's container storage slow (its fault injection, the slow-storage scenario)"),
 )}
 

@@ -8,7 +8,7 @@ import contextlib
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,15 +100,25 @@ class NodeInfo:
     started_ns: int
 
 
+def _crio(endpoint: str, name: str, cidr: str, runtime_args: tuple[str, ...]) -> StackOptions:
+    return StackOptions(otlp_endpoint=endpoint, node_name=name, pod_cidr=cidr, crio_args=list(runtime_args))
+
+
+# How a live node of each runtime starts: the runtimes a catalogue can be captured for. Adding one (containerd,
+# once the harness starts its path) is a function here giving its StackOptions.
+LIVE_RUNTIMES: dict[str, Callable[[str, str, str, tuple[str, ...]], StackOptions]] = {"crio": _crio}
+
+
 class LiveNode:
     """One node of the three real components (``cristack up``'s settings), named ``name``, with pod CIDR block
-    ``index``, exporting to ``endpoint``; its base directory is named the way ``cristack up`` names its own."""
+    ``index``, exporting to ``endpoint``; its base directory is named the way ``cristack up`` names its own.
+    ``runtime_args`` go to its runtime (CRI-O's fault injection, for the slow-storage episode)."""
 
-    def __init__(self, name: str, index: int, endpoint: str, crio_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, index: int, endpoint: str, runtime_args: tuple[str, ...] = (),
+                 runtime: str = "crio") -> None:
         self.name = name
         self.base = Path(tempfile.mkdtemp(prefix="cristack-up-"))
-        self.stack = Stack(self.base, StackOptions(otlp_endpoint=endpoint, node_name=name,
-                                                   pod_cidr=node_cidr(index), crio_args=list(crio_args)))
+        self.stack = Stack(self.base, LIVE_RUNTIMES[runtime](endpoint, name, node_cidr(index), runtime_args))
         self.started_ns = 0
 
     @property
