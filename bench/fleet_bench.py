@@ -12,11 +12,14 @@ receiver (``bench/null_otlp.py --count``, a fresh one per run) on CPU 1:
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from bench.load_bench import NullSink, trial
 from bench.report import Row, verdict
@@ -25,6 +28,7 @@ from cristack.harness.load import pinned
 from cristack.harness.procs import component_argv, find_tool
 
 FLEET_CPU, RECEIVER_CPU = {0}, {1}
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -38,6 +42,7 @@ class Run:
     summary: str = ""  # the generator's own last lines
     exported: int | None = None
     dropped: int | None = None
+    reasons: str = ""  # the fleet's drops by reason, as it printed them
 
     @property
     def per_s(self) -> float:
@@ -67,8 +72,9 @@ def _measure(base: Path, what: str, argv: list[str], seconds: float) -> Run:
     wall = time.monotonic() - started
     run = Run(what, wall, int(got.get("spans", 0)), float(got.get("last", 0) - got.get("first", 0)), peak,
               cpu / max(wall, 1e-9), "\n".join(out.strip().splitlines()[-2:]))
-    if m := re.search(r"exported ([\d,]+) .* requests, dropped ([\d,]+)", out):
-        run.exported, run.dropped = (int(x.replace(",", "")) for x in m.groups())
+    if m := re.search(r"exported ([\d,]+) .* requests, dropped ([\d,]+)( \([^)]*\))?", out):
+        run.exported, run.dropped = (int(x.replace(",", "")) for x in m.groups()[:2])
+        run.reasons = (m.group(3) or "").strip()
     return run
 
 
@@ -87,11 +93,26 @@ def telemetrygen(base: Path, binary: str, seconds: float, workers: int = 1) -> R
 def _fleet_row(r: Run) -> str:
     return (f"{r.per_s:,.0f} spans/s delivered ({r.delivered:,} in {r.window:.1f} s); the fleet counted "
             f"{r.exported if r.exported is not None else '?':,} exported, {r.dropped if r.dropped is not None else '?'}"
-            f" dropped; peak RSS {r.rss_mib:.0f} MiB; {r.cpu:.2f} of the core")
+            f" dropped{' ' + r.reasons if r.reasons else ''}; peak RSS {r.rss_mib:.0f} MiB; {r.cpu:.2f} of the core "
+            "(start-up included)")
+
+
+def _overlay_resources() -> str:
+    """What deploy/kubernetes/overlays/fleet's pod requests and is limited to, as the manifest says."""
+    doc = yaml.safe_load((REPO / "deploy/kubernetes/overlays/fleet/cristack-fleet.yaml").read_text())
+    res = doc["spec"]["template"]["spec"]["containers"][0]["resources"]
+    return (f"requests cpu {res['requests']['cpu']}, memory {res['requests']['memory']}; limits cpu "
+            f"{res['limits']['cpu']}, memory {res['limits']['memory']}")
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
 def report(bench, section: str) -> None:  # noqa: ANN001 - bench.run.Bench (run imports us)
     print(section, flush=True)
+    load_before = _load()
     base = bench.base / "fleet"
     base.mkdir(parents=True, exist_ok=True)
     secs = bench.n(40, 15)
@@ -107,8 +128,7 @@ def report(bench, section: str) -> None:  # noqa: ANN001 - bench.run.Bench (run 
                                   _fleet_row(more)))
     small = fleet(base, 100, secs)
     bench.report.add(section, Row("`cristack fleet --nodes 100` (the Kubernetes overlay's size, default pods)",
-                                  _fleet_row(small),
-                                  note="sizes the overlay: requests cpu 100m, memory 128Mi; limits cpu 1, 256Mi"))
+                                  _fleet_row(small), note=f"the overlay asks for {_overlay_resources()}"))
     binary = find_tool("telemetrygen")
     if binary is None:
         bench.report.add(section, Row("telemetrygen", "not measured: run `./scripts/install-tools.sh telemetrygen`"))
@@ -142,3 +162,6 @@ def report(bench, section: str) -> None:  # noqa: ANN001 - bench.run.Bench (run 
         f"({sum(r.fleet_traces for r in results)} fleet traces against {sum(r.live_traces for r in results)} live)",
         "all kinds", verdict(len(clean) == len(results)),
         note="; ".join(f"{r.kind} {r.with_twin}/{r.fleet_traces}" for r in results)))
+    bench.report.add(section, Row("the machine meanwhile", f"{load_before} at the start, {_load()} at the end",
+                                  note="other work on the machine slows what waits for a CPU: a latency-bound "
+                                       "generator (telemetrygen waits for each export) more than a rate-driven one"))

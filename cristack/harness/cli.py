@@ -75,10 +75,10 @@ def _nodes_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --nodes: deal the pod manifests across the nodes instead of giving each node all")
 
 
-def _cidr_arguments(p: argparse.ArgumentParser) -> None:
-    """How the nodes' pod CIDRs are cut (``cristack.harness.nodeplan``), for up and load alike."""
-    p.add_argument("--cluster-cidr", metavar="CIDR", default=CLUSTER_CIDR,
-                   help=f"the pod network that nodes take their pod CIDRs from (default {CLUSTER_CIDR})")
+def _cidr_arguments(p: argparse.ArgumentParser, cluster_cidr: str = CLUSTER_CIDR) -> None:
+    """How the nodes' pod CIDRs are cut (``cristack.harness.nodeplan``), for up, load and fleet alike."""
+    p.add_argument("--cluster-cidr", metavar="CIDR", default=cluster_cidr,
+                   help=f"the pod network that nodes take their pod CIDRs from (default {cluster_cidr})")
     p.add_argument("--node-cidr-mask-size", metavar="BITS", type=int, default=NODE_CIDR_MASK,
                    help=f"prefix length of each node's pod CIDR (default {NODE_CIDR_MASK})")
 
@@ -364,8 +364,7 @@ def _shares(what: str, known: tuple[str, ...]) -> Callable[[str], dict[str, floa
 
 def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubParsersAction
     from cristack.harness.fleet.catalogue import RUNTIMES
-    from cristack.harness.fleet.nodes import FAULT_KINDS
-    from cristack.harness.fleet.run import FLEET_CIDR
+    from cristack.harness.fleet.nodes import FAULT_KINDS, FLEET_CIDR
 
     fp = sub.add_parser("fleet", help="the traces of N nodes from one process, re-issued from live captures")
     fp.add_argument("--nodes", type=_positive(int), default=1000, metavar="N", help="nodes node-1..node-N "
@@ -387,10 +386,7 @@ def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPar
                     help="seconds between progress lines (default 5)")
     fp.add_argument("--max-queue", type=_count, metavar="SPANS",
                     help="spans waiting for export at most; more are dropped and counted (default 65536)")
-    fp.add_argument("--cluster-cidr", metavar="CIDR", default=FLEET_CIDR,
-                    help=f"the pod network the nodes take their pod CIDRs from (default {FLEET_CIDR})")
-    fp.add_argument("--node-cidr-mask-size", metavar="BITS", type=int, default=NODE_CIDR_MASK,
-                    help=f"prefix length of each node's pod CIDR (default {NODE_CIDR_MASK})")
+    _cidr_arguments(fp, FLEET_CIDR)  # a /12: 4,096 nodes of /24
     fp.set_defaults(func=fleet)
 
 

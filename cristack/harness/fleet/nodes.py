@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 from cristack.harness.fleet import wire
 from cristack.harness.fleet.catalogue import Catalogue, Kind
-from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK, node_cidr
+from cristack.harness.nodeplan import NODE_CIDR_MASK, node_cidr
 
 FAULT_KINDS = ("crashloop", "pull-backoff", "slow-storage")
+FLEET_CIDR = "10.0.0.0/12"  # 4,096 /24 node blocks: a thousand nodes and more
 # Deployment-style pod names: a workload, the pod-template hash (10) and a suffix (5), from the alphabet the
 # real controllers use (k8s.io/apimachinery/pkg/util/rand: no vowels, no look-alikes).
 WORKLOAD = {"pod-pull": "web", "pod": "web", "crashloop": "crasher", "pull-backoff": "app", "slow-storage": "db"}
@@ -48,7 +49,7 @@ class FleetModel:
     faults: dict[str, float] = field(default_factory=dict)  # fault kind -> share of the pods started
     runtimes: dict[str, float] = field(default_factory=lambda: {"crio": 1.0})  # runtime -> share of the nodes
     seed: int | None = None
-    cluster_cidr: str = CLUSTER_CIDR
+    cluster_cidr: str = FLEET_CIDR
     node_cidr_mask: int = NODE_CIDR_MASK
 
 

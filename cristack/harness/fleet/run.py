@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cristack.harness.fleet.catalogue import Catalogue, load
 from cristack.harness.fleet.export import Batcher, ExportCounts, Exporter
 from cristack.harness.fleet.nodes import FAULT_KINDS, Fleet, FleetModel
 
 FLUSH_NS = 200_000_000  # a request at least this often (two of the components' export periods)
-FLEET_CIDR = "10.0.0.0/12"  # 4,096 /24 node blocks: a thousand nodes and more
 
 
 @dataclass
@@ -36,7 +35,6 @@ class FleetSummary:
     counts: ExportCounts
     max_lag: float
     stopped_early: bool = False
-    runtimes: dict[str, int] = field(default_factory=dict)
 
 
 def expected_spans_per_s(model: FleetModel, catalogues: dict[str, Catalogue]) -> float:
