@@ -373,9 +373,9 @@ def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPar
                     help="where every node's traces go (OTLP gRPC)")
     fp.add_argument("--duration", type=_positive(float), metavar="SECONDS", help="how long (default: until stopped)")
     fp.add_argument("--pods-per-second", type=float, metavar="R",
-                    help="pods started per second over all nodes (default: one per node every 100 s)")
-    fp.add_argument("--pod-lifetime", type=_positive(float), default=60.0, metavar="SECONDS",
-                    help="each pod's manifest is removed this long after it was written (default 60)")
+                    help="pods started per second over all nodes (default: one per node every 50 s)")
+    fp.add_argument("--pod-lifetime", type=_positive(float), default=30.0, metavar="SECONDS",
+                    help="each pod's manifest is removed this long after it was written (default 30)")
     fp.add_argument("--faults", type=_shares("fault", FAULT_KINDS), default="crashloop=0.02,pull-backoff=0.02,"
                     "slow-storage=0.02", metavar="KIND=SHARE,...",
                     help=f"share of the pods started that fail: {', '.join(FAULT_KINDS)} (default 0.02 each)")
@@ -406,7 +406,7 @@ def fleet(args: argparse.Namespace) -> int:
     if not any(args.runtimes.values()):
         print("cristack fleet: --runtimes: no runtime has a share above 0", file=sys.stderr)
         return 2
-    rate = args.pods_per_second if args.pods_per_second is not None else args.nodes / 100
+    rate = args.pods_per_second if args.pods_per_second is not None else args.nodes / 50
     if rate < 0:
         print(f"cristack fleet: --pods-per-second {rate:g}: a rate is 0 or more", file=sys.stderr)
         return 2
