@@ -323,14 +323,22 @@ def _add_load_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPars
     lp.set_defaults(func=load)
 
 
-def load(args: argparse.Namespace) -> int:
-    from cristack.harness.load import LoadOptions, run_load
+def _nodes_fit(prog: str, args: argparse.Namespace) -> bool:
+    """Whether --nodes nodes fit the cluster CIDR as cut; says why not (load, fleet)."""
     from cristack.harness.nodeplan import ClusterError, plan_nodes
 
     try:
         plan_nodes(args.nodes, args.cluster_cidr, args.node_cidr_mask_size)
     except ClusterError as err:
-        print(f"cristack load: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
+        return False
+    return True
+
+
+def load(args: argparse.Namespace) -> int:
+    from cristack.harness.load import LoadOptions, run_load
+
+    if not _nodes_fit("cristack load", args):
         return 2
     return run_load(LoadOptions(nodes=args.nodes, rate=args.pods_per_second, duration=args.duration,
                                 otlp_endpoint=args.otlp_endpoint, lifetime=args.pod_lifetime, interval=args.interval,
@@ -393,12 +401,8 @@ def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPar
 def fleet(args: argparse.Namespace) -> int:
     from cristack.harness.fleet.nodes import FleetModel
     from cristack.harness.fleet.run import FleetOptions, run_fleet
-    from cristack.harness.nodeplan import ClusterError, plan_nodes
 
-    try:
-        plan_nodes(args.nodes, args.cluster_cidr, args.node_cidr_mask_size)
-    except ClusterError as err:
-        print(f"cristack fleet: {err}", file=sys.stderr)
+    if not _nodes_fit("cristack fleet", args):
         return 2
     if sum(args.faults.values()) > 1:
         print("cristack fleet: --faults: the shares add up to more than 1", file=sys.stderr)
