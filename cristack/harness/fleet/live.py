@@ -5,6 +5,7 @@ in-process receiver that keeps every span as it arrived (protobuf, flags and all
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import threading
 import time
@@ -131,7 +132,11 @@ class LiveNode:
         self.started_ns = time.time_ns()
 
     def stop(self) -> None:
-        self.stack.stop()
+        """Stops the node and removes its directory (its path stays known: captures mark it in the spans)."""
+        try:
+            self.stack.stop()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
 
     def image_ids(self) -> list[str]:
         with grpc.insecure_channel(self.stack.crio_endpoint) as ch:
