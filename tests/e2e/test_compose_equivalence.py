@@ -10,15 +10,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from cristack.harness import expectations
 from cristack.harness.jaeger import free_ports
 from cristack.harness.procs import component_argv, start
 from cristack.harness.tracequery import wait_for_trace
 from tests.support.composefile import LocalMapping, load, mounts
 
-pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 

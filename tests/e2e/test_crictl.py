@@ -12,7 +12,6 @@ import pytest
 from tests.conftest import CrioHandle, require_tool, start_crio
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "crictl"
-pytestmark = pytest.mark.e2e
 
 
 class Crictl:

@@ -16,7 +16,6 @@ from cristack.harness.procs import component_argv
 from cristack.harness.stack import example
 from cristack.harness.tracequery import pod_uid_is, wait_for_trace
 
-pytestmark = pytest.mark.e2e
 HELLO = example("pods", "hello.yaml")
 SLEEPER = """apiVersion: v1
 kind: Pod
