@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from cristack.harness import expectations
+from cristack.harness.assertions import pod_start, spans_from
 from cristack.harness.jaeger import free_ports
 from cristack.harness.procs import component_argv, start
-from cristack.harness.tracequery import wait_for_trace
 from tests.support.composefile import LocalMapping, load, mounts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +47,8 @@ def test_compose_services_deliver_traces_to_jaeger(jaeger, tmp_path):
             return any(s.name == "syncPod" and s.attributes.get("k8s.pod.name") == "web"
                        and s.attributes.get("k8s.pod.update_type") == "create" for s in t)
 
-        trace = wait_for_trace(jaeger.query, match=web, timeout=40)
+        # nginx runs until the stack stops: the spans of its exit come later
+        trace = jaeger.backend.wait_for_trace(spans_from("kubelet", "crio", "conmonrs"), match=web, timeout=40)
         crio = next(s for s in trace if s.service == "crio")
         assert crio.resource["process.pid"] == procs[1].pid, "the trace came from the compose-defined crio"
     finally:
@@ -55,5 +56,5 @@ def test_compose_services_deliver_traces_to_jaeger(jaeger, tmp_path):
             took = proc.stop()
             assert took < 2, f"{proc.name} took {took:.1f}s to stop"
     # The web pod's nginx runs until its monitor stops it: only then do read_loop and watch end.
-    trace = wait_for_trace(jaeger.query, match=web, timeout=15)
+    trace = jaeger.backend.wait_for_trace(pod_start("pod"), match=web, timeout=15)
     assert all(ok for _, ok in expectations.check(trace, "pod")), expectations.diff(trace, "pod")

@@ -12,9 +12,10 @@ import urllib.request
 import pytest
 
 from cristack.harness import expectations
+from cristack.harness.assertions import pod_start, pod_uid, spans_from
 from cristack.harness.procs import component_argv
+from cristack.harness.selectors import select
 from cristack.harness.stack import example
-from cristack.harness.tracequery import pod_uid_is, wait_for_trace
 
 HELLO = example("pods", "hello.yaml")
 SLEEPER = """apiVersion: v1
@@ -58,7 +59,7 @@ def spans_of_process(jaeger, service: str, pid: int) -> list:
 def test_default_pod_trace_in_jaeger(jaeger, cri_stack):
     stack = cri_stack(otlp_endpoint=jaeger.otlp_endpoint)
     uid = run_pod(stack)
-    trace = wait_for_trace(jaeger.query, match=pod_uid_is(uid))
+    trace = jaeger.backend.wait_for_trace(pod_start("pod"), match=pod_uid(uid))
     assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
     assert all(ok for _, ok in expectations.check(trace, "pod")), expectations.diff(trace, "pod")
     # Jaeger's own JSON: CHILD_OF references, crio log events as logs with log.* fields.
@@ -89,15 +90,14 @@ def test_sampling_matrix_in_jaeger(jaeger, cri_stack, case):
     uid = run_pod(stack)
     crio_pid = stack.crio.pid
     if case == "crio-follows-parent":
-        trace = wait_for_trace(jaeger.query, match=pod_uid_is(uid))
-        assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
+        trace = jaeger.backend.wait_for_trace(spans_from("kubelet", "crio", "conmonrs"), match=pod_uid(uid))
     elif case == "no-kubelet-tracing":
         stack.stop()
         ingested_so_far(jaeger)
-        assert not [t for t in jaeger.query.traces("kubelet", limit=1000) if pod_uid_is(uid)(t)]
+        assert not [t for t in jaeger.query.traces("kubelet", limit=1000) if select(t, pod_uid(uid))]
         assert spans_of_process(jaeger, "crio", crio_pid) == []
     else:
-        trace = wait_for_trace(jaeger.query, match=pod_uid_is(uid), services={"kubelet"})
+        trace = jaeger.backend.wait_for_trace(spans_from("kubelet"), match=pod_uid(uid))
         stack.stop()
         ingested_so_far(jaeger)
         assert {s.service for s in trace} == {"kubelet"}
@@ -110,7 +110,7 @@ def test_sampling_matrix_in_jaeger(jaeger, cri_stack, case):
 def test_runtime_types_in_jaeger(jaeger, cri_stack, runtime_type):
     stack = cri_stack(otlp_endpoint=jaeger.otlp_endpoint, runtime_type=runtime_type)
     uid = run_pod(stack)
-    trace = wait_for_trace(jaeger.query, match=pod_uid_is(uid), runtime_type=runtime_type)
+    trace = jaeger.backend.wait_for_trace(pod_start(runtime_type), match=pod_uid(uid))
     assert all(ok for _, ok in expectations.check(trace, runtime_type))
     has_conmon = any(s.service == "conmonrs" for s in trace)
     assert has_conmon is (runtime_type == "pod")
@@ -142,9 +142,8 @@ def test_jaeger_started_after_the_stack(jaeger_factory, cri_stack):
     assert kubelet.popen.poll() is None
     j.restart()  # now Jaeger comes up
     late = sleeper(stack, "late")
-    trace = wait_for_trace(j.query, match=pod_uid_is(late), timeout=30)
-    assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
-    assert not [t for t in j.query.traces("kubelet", limit=1000) if pod_uid_is(early)(t)
+    j.backend.wait_for_trace(spans_from("kubelet", "crio", "conmonrs"), match=pod_uid(late), timeout=30)
+    assert not [t for t in j.query.traces("kubelet", limit=1000) if select(t, pod_uid(early))
                 and any(s.attributes.get("k8s.pod.update_type") == "create" for s in t)], \
         "spans from before Jaeger came up were dropped, not queued forever"
     took = stack.stop()
@@ -156,7 +155,7 @@ def test_jaeger_stopped_while_pods_run(jaeger_factory, cri_stack):
     stack = cri_stack(otlp_endpoint=j.otlp_endpoint)
     stack.start_kubelet()
     first = sleeper(stack, "first")
-    wait_for_trace(j.query, match=pod_uid_is(first), timeout=30)
+    j.backend.wait_for_trace(spans_from("kubelet", "crio", "conmonrs"), match=pod_uid(first), timeout=30)
     j.stop()
     sleeper(stack, "second")
     import grpc

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from cristack.harness import expectations
+from cristack.harness.assertions import spans_from
+from cristack.harness.backends import JaegerBackend
 from cristack.harness.procs import component_argv
 from cristack.harness.sink.store import flatten
-from cristack.harness.tracequery import JaegerQuery, wait_for_trace
+from cristack.harness.tracequery import JaegerQuery
 from cristack.otel import otlpjson
 from tests.conftest import IN_CI, free_port
 
@@ -125,8 +127,8 @@ def test_up_runs_until_interrupted_and_traces_dropped_manifests(tmp_path: Path) 
             time.sleep(0.1)
         (manifests / "hello.yaml").write_text(
             Path(__file__).resolve().parents[2].joinpath("examples/pods/hello.yaml").read_text())
-        trace = wait_for_trace(query, timeout=30)
-        assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
+        trace = JaegerBackend.kubelet_syncs(query.base_url).wait_for_trace(
+            spans_from("kubelet", "crio", "conmonrs"), timeout=30)
         assert trace[0].trace_id == trace_id, "the pod's start is a child of TRACEPARENT"
     finally:
         os.killpg(proc.pid, signal.SIGINT)

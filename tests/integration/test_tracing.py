@@ -8,8 +8,9 @@ import time
 import pytest
 
 from cristack.harness import expectations
+from cristack.harness.assertions import Expected, Trace, pod_start, spans_from
+from cristack.harness.backends import JaegerBackend
 from cristack.harness.stack import example
-from cristack.harness.tracequery import JaegerQuery, wait_for_trace
 
 CRIO_FN = expectations.CRIO_FN
 
@@ -19,6 +20,14 @@ def run_hello(stack, timeout: float = 30) -> int:
     stack.start_runtime()
     rc = stack.start_kubelet(runonce=True).popen.wait(timeout)
     return rc
+
+
+def pod_trace(stack, sink, shape: Expected) -> Trace:
+    """The pod's start trace through the sink's Jaeger query API, once the stack has stopped: each component
+    exports what it holds before it exits, and the sink stores a request before it answers, so the trace is
+    whole (no quiet period to guess)."""
+    stack.stop()
+    return JaegerBackend.kubelet_syncs(sink.addresses.query_url).wait_for_trace(shape, timeout=15)
 
 
 def one(spans, service: str, name: str):
@@ -34,7 +43,7 @@ def parent_of(spans, span):
 def test_pod_start_is_one_trace_across_three_processes(make_stack, sink):
     stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint)
     assert run_hello(stack) == 0
-    trace = wait_for_trace(JaegerQuery(sink.addresses.query_url), timeout=15)
+    trace = pod_trace(stack, sink, pod_start("pod"))
     rows = expectations.check(trace, "pod")
     assert all(ok for _, ok in rows), expectations.diff(trace, "pod")
 
@@ -141,7 +150,7 @@ def services_in_sync_traces(sink) -> set[str]:
 def test_sampling_kubelet_samples_crio_at_zero_follows(make_stack, sink):
     stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint, crio_sampling_per_million=0)
     assert run_hello(stack) == 0
-    trace = wait_for_trace(JaegerQuery(sink.addresses.query_url), timeout=15)
+    trace = pod_trace(stack, sink, pod_start("pod"))
     assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
 
 
@@ -156,7 +165,7 @@ def test_sampling_no_kubelet_tracing_block_means_no_spans_at_crio_rate_zero(make
 def test_sampling_crio_tracing_off_keeps_the_kubelet_side(make_stack, sink):
     stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint, crio_tracing=False, conmon_tracing=False)
     assert run_hello(stack) == 0
-    trace = wait_for_trace(JaegerQuery(sink.addresses.query_url), services={"kubelet"}, timeout=15)
+    trace = pod_trace(stack, sink, spans_from("kubelet"))
     assert {s.service for s in trace} == {"kubelet"}
     names = {s.name for s in trace}
     assert {"syncPod", "runtime.v1.RuntimeService/RunPodSandbox", "runtime.v1.RuntimeService/CreateContainer",
@@ -168,7 +177,7 @@ def test_sampling_crio_tracing_off_keeps_the_kubelet_side(make_stack, sink):
 def test_runtime_type_oci_has_no_conmonrs_spans(make_stack, sink):
     stack = make_stack(otlp_endpoint=sink.addresses.otlp_endpoint, runtime_type="oci")
     assert run_hello(stack) == 0
-    trace = wait_for_trace(JaegerQuery(sink.addresses.query_url), runtime_type="oci", timeout=15)
+    trace = pod_trace(stack, sink, pod_start("oci"))
     rows = expectations.check(trace, "oci")
     assert all(ok for _, ok in rows), expectations.diff(trace, "oci")
     stack.stop()
