@@ -360,6 +360,10 @@ def wait_for_trace(source: TraceSource, expected: Expected, *, match: Match = No
     raise TraceIncomplete("\n".join(lines), found.missing, best)
 
 
+POD_START_SYNC = 'span[service="kubelet" name="syncPod" k8s.pod.update_type="create"]'
+
+
 def pod_uid(uid: str) -> str:
-    """A ``match`` selector for the pod-start trace of the pod with this uid."""
-    return f'span[service="kubelet" name="syncPod" k8s.pod.uid="{uid}"]'
+    """A ``match`` selector for the pod-start trace of the pod with this uid (its first sync: later syncs are traces
+    of their own, and a shape such as ``spans_from("kubelet")`` would accept them too)."""
+    return POD_START_SYNC.replace("]", f' k8s.pod.uid="{uid}"]')

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cristack.harness import expectations
-from cristack.harness.assertions import spans_from
+from cristack.harness.assertions import POD_START_SYNC, spans_from
 from cristack.harness.backends import JaegerBackend
 from cristack.harness.procs import component_argv
 from cristack.harness.sink.store import flatten
@@ -128,7 +128,7 @@ def test_up_runs_until_interrupted_and_traces_dropped_manifests(tmp_path: Path) 
         (manifests / "hello.yaml").write_text(
             Path(__file__).resolve().parents[2].joinpath("examples/pods/hello.yaml").read_text())
         trace = JaegerBackend.kubelet_syncs(query.base_url).wait_for_trace(
-            spans_from("kubelet", "crio", "conmonrs"), timeout=30)
+            spans_from("kubelet", "crio", "conmonrs"), match=POD_START_SYNC, timeout=30)
         assert trace[0].trace_id == trace_id, "the pod's start is a child of TRACEPARENT"
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cristack.harness import expectations
-from cristack.harness.assertions import Expected, Trace, pod_start, spans_from
+from cristack.harness.assertions import POD_START_SYNC, Expected, Trace, pod_start, spans_from
 from cristack.harness.backends import JaegerBackend
 from cristack.harness.stack import example
 
@@ -27,7 +27,8 @@ def pod_trace(stack, sink, shape: Expected) -> Trace:
     exports what it holds before it exits, and the sink stores a request before it answers, so the trace is
     whole (no quiet period to guess)."""
     stack.stop()
-    return JaegerBackend.kubelet_syncs(sink.addresses.query_url).wait_for_trace(shape, timeout=15)
+    return JaegerBackend.kubelet_syncs(sink.addresses.query_url).wait_for_trace(shape, match=POD_START_SYNC,
+                                                                                timeout=15)
 
 
 def one(spans, service: str, name: str):

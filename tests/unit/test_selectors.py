@@ -11,6 +11,7 @@ from cristack.harness.assertions import (
     expect,
     find_trace,
     pod_start,
+    pod_uid,
     spans_from,
     wait_for_trace,
 )
@@ -186,3 +187,11 @@ def test_spans_from_waits_for_a_span_of_each_service():
     trace = wait_for_trace(backend, spans_from("kubelet", "crio"), timeout=30, poll=0.01)
     assert {s.service for s in trace} == {"kubelet", "crio"} and trace[0].name == "syncPod"
     assert backend.polls == next(i for i, s in enumerate(SPANS, 1) if s.service == "crio")
+
+
+def test_pod_uid_accepts_the_pod_start_not_its_later_syncs():
+    def sync(update_type: str, uid: str = "u-1") -> list[Span]:
+        return [span("01", "", "kubelet", "syncPod", attrs={"k8s.pod.uid": uid, "k8s.pod.update_type": update_type})]
+
+    assert [bool(select(t, pod_uid("u-1"))) for t in (sync("sync"), sync("create"), sync("create", "u-2"))] == \
+        [False, True, False]
