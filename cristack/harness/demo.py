@@ -414,7 +414,8 @@ def run_scenarios(names: list[str], opts: DemoOptions, console: Console | None =
                 request.resource_spans.extend(run.store.export_request().resource_spans)
         if summary:
             # The trace ids would name traces in a sink that is gone: --html/--json keep them (below).
-            mark = "[green]OK[/green]     " if finding.ok else "[red]MISSING[/red]"
+            mark = "[green]OK[/green]     " if finding.ok else "[red]MISSING[/red]" if finding.checked else \
+                "[red]UNCHECKED[/red]"
             console.print(f"{mark} {name:18s} {finding.summary}", highlight=False, no_wrap=True, overflow="ellipsis")
             continue
         for run in runs:
@@ -432,8 +433,8 @@ def run_scenarios(names: list[str], opts: DemoOptions, console: Console | None =
                 if view.trace_id in finding.trace_ids:
                     print_trace(console, view, title, wide=opts.wide)
         # One logical line (the terminal wraps it): a pipe or a log keeps the finding whole for grep.
-        console.print(("finding: " if finding.ok else "finding NOT seen: ") + finding.summary, highlight=False,
-                      soft_wrap=True)
+        said = "finding: " if finding.ok else "finding NOT seen: " if finding.checked else "no finding: "
+        console.print(said + finding.summary, highlight=False, soft_wrap=True)
     if summary and not (opts.html_out or opts.json_out):
         console.print("(the traces behind each line: --html FILE or --json FILE, or one scenario at a time)",
                       highlight=False, no_wrap=True, overflow="ellipsis")

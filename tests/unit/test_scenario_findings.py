@@ -1,0 +1,76 @@
+"""A scenario is its folder: its finding (what the exercise asks an attendee to find) is ``find(runs)`` in the
+folder's finding.py, and a folder without one is reported as checking nothing, never as seen. No processes: the
+findings run on no runs, or are only loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from cristack.harness import demo, scenarios
+from cristack.harness.sink.store import SpanStore
+from cristack.wire.errors import ConfigError
+
+
+def new_scenario(root: Path, name: str, finding: str | None = None) -> Path:
+    folder = root / name
+    (folder / "manifests").mkdir(parents=True)
+    (folder / "scenario.toml").write_text(f'title = "the {name} exercise"\n')
+    (folder / "README.md").write_text(f"# {name}\n")
+    if finding is not None:
+        (folder / "finding.py").write_text(finding)
+    return folder
+
+
+SAYS = '''from cristack.harness.scenarios import Finding
+
+
+def find(runs):
+    return Finding(True, "found by {name}/finding.py on %d runs" % len(runs))
+'''
+
+
+def test_a_new_scenario_folder_without_a_finding_is_reported_unchecked_not_ran(tmp_path: Path) -> None:
+    new_scenario(tmp_path, "brand-new")
+    assert scenarios.names(tmp_path) == ["brand-new"]
+    finding = scenarios.find(scenarios.load("brand-new", tmp_path), [])
+    assert not finding.ok and not finding.checked
+    assert finding.summary == "nothing checked: brand-new/ has no finding.py saying what to find"
+
+
+def test_a_scenarios_finding_comes_from_its_own_folder(tmp_path: Path) -> None:
+    # Named like a shipped scenario and like each other's: each folder's own file answers.
+    for name in ("hello", "crashloop-copy"):
+        new_scenario(tmp_path, name, SAYS.replace("{name}", name))
+    for name in ("hello", "crashloop-copy"):
+        finding = scenarios.find(scenarios.load(name, tmp_path), [])
+        assert finding.ok and finding.checked and finding.summary == f"found by {name}/finding.py on 0 runs"
+
+
+def test_a_finding_file_without_find_names_the_file(tmp_path: Path) -> None:
+    folder = new_scenario(tmp_path, "odd", "def check(runs):\n    return None\n")
+    with pytest.raises(ConfigError) as err:
+        scenarios.find(scenarios.load("odd", tmp_path), [])
+    assert str(folder / "finding.py") in str(err.value) and "find" in str(err.value)
+
+
+def test_every_shipped_scenario_has_its_finding() -> None:
+    for name in scenarios.names():
+        scenario = scenarios.load(name)
+        assert callable(scenarios.load_finding(scenario.dir / scenarios.FINDING_FILE)), name
+
+
+def test_demo_says_unchecked_for_a_scenario_without_a_finding(tmp_path: Path, monkeypatch) -> None:
+    new_scenario(tmp_path, "brand-new")
+    new_scenario(tmp_path, "seen", SAYS.replace("{name}", "seen"))
+    monkeypatch.setattr(scenarios, "scenarios_dir", lambda: tmp_path)
+    # No stack: an empty run stands in, the report of the finding is the point.
+    monkeypatch.setattr(scenarios, "run", lambda scenario, rt, say: scenarios.Run(scenario, rt, SpanStore(), {}, 0))
+    console = Console(width=80, record=True)
+    rc = demo.run_scenarios(["brand-new", "seen"], demo.DemoOptions(), console)
+    lines = console.export_text().splitlines()
+    assert rc == 1
+    assert lines[0].split(None, 2)[:2] == ["UNCHECKED", "brand-new"] and "no finding.py" in lines[0]
+    assert lines[1].split(None, 2)[:2] == ["OK", "seen"]
