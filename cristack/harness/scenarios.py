@@ -6,8 +6,9 @@ exercise is about checked on the spans that came back by ``find(runs)`` in the f
 A scenario's ``scenario.toml``:
 
     title = "..."
-    mode = "runonce" | "timed"        # run the pods to completion, or for duration_s seconds
-    duration_s = 7
+    mode = "runonce" | "timed"        # run the pods to completion, or until `until` holds (at most duration_s)
+    duration_s = 30
+    until = "spans wait_for_exit_code 6"  # a condition (cristack.harness.scenario_conditions), after every action
     runtime_types = ["pod"]           # each runs once; oci-vs-pod lists both
     kubelet_sampling = 1000000        # samplingRatePerMillion
     crio_sampling = 1000000           # tracing_sampling_rate_per_million
@@ -15,8 +16,9 @@ A scenario's ``scenario.toml``:
     faults = "faults.toml"            # mock-only fault injection for fake-crio
     pull_bandwidth_mbps = 0           # mock-only: simulated registry bandwidth
     pods = 1                          # copies of each manifest (with distinct names)
-    [[action]]                        # timed changes: replace-manifest, add-manifest, stop-sink, start-sink
-    at_s = 4.0
+    [[action]]                        # changes, in file order: replace-manifest, add-manifest, stop-sink, start-sink
+    after = "sync app ImagePullBackOff"   # once this holds (a condition, or a list held one after the other),
+    at_s = 4.0                        # and this many seconds passed (a loaded machine moves what a time shows)
     do = "replace-manifest"
     file = "app.yaml"
     with = "fixed/app.yaml"
@@ -39,6 +41,9 @@ import yaml
 from cristack.config.durations import parse_duration
 from cristack.config.tomlconf import read_toml
 from cristack.harness.jaeger import free_ports
+from cristack.harness.procs import Proc
+from cristack.harness.scenario_conditions import Condition, Progress, needs, watch
+from cristack.harness.scenario_conditions import parse as parse_condition
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import Span, SpanStore
 from cristack.harness.stack import Stack, StackOptions, example
@@ -53,6 +58,7 @@ class Action:
     do: str
     file: str = ""
     with_: str = ""
+    after: list[Condition] = field(default_factory=list)  # waited for one after the other
 
 
 @dataclass
@@ -71,6 +77,7 @@ class Scenario:
     pods: int = 1
     kata: bool = False  # start a trace forwarder and point the kata handler's config at it
     actions: list[Action] = field(default_factory=list)
+    until: Condition | None = None  # a timed run ends once every action ran and this holds
 
     @property
     def manifests(self) -> list[Path]:
@@ -93,7 +100,7 @@ def load(name: str, root: Path | None = None) -> Scenario:
         raise ConfigError(str(path), "", f"no scenario {name!r} (known: {', '.join(names(root))})")
     doc = read_toml(path)
     known = {"title", "mode", "duration_s", "runtime_types", "kubelet_sampling", "crio_sampling", "backoff_base",
-             "faults", "pull_bandwidth_mbps", "pods", "action", "kata"}
+             "faults", "pull_bandwidth_mbps", "pods", "action", "kata", "until"}
     for key in doc:
         if key not in known:
             raise ConfigError(str(path), key, "unknown key")
@@ -103,7 +110,9 @@ def load(name: str, root: Path | None = None) -> Scenario:
     for i, a in enumerate(doc.get("action", [])):
         if a.get("do") not in ACTIONS:
             raise ConfigError(str(path), f"action[{i}].do", f"expected one of {', '.join(ACTIONS)}")
-        actions.append(Action(float(a.get("at_s", 0)), a["do"], a.get("file", ""), a.get("with", "")))
+        given = a.get("after", [])
+        after = [_condition(path, f"action[{i}].after", c) for c in ([given] if isinstance(given, str) else given)]
+        actions.append(Action(float(a.get("at_s", 0)), a["do"], a.get("file", ""), a.get("with", ""), after))
     try:
         parse_duration(str(doc.get("backoff_base", "10s")))
     except ValueError as err:
@@ -116,8 +125,15 @@ def load(name: str, root: Path | None = None) -> Scenario:
         crio_sampling=int(doc.get("crio_sampling", 1_000_000)), backoff_base=str(doc.get("backoff_base", "10s")),
         faults=path.parent / faults if faults else None,
         pull_bandwidth_mbps=float(doc.get("pull_bandwidth_mbps", 0)), pods=int(doc.get("pods", 1)),
-        kata=bool(doc.get("kata", False)),
-        actions=sorted(actions, key=lambda a: a.at_s))
+        kata=bool(doc.get("kata", False)), actions=actions,
+        until=_condition(path, "until", doc["until"]) if "until" in doc else None)
+
+
+def _condition(path: Path, key: str, text: object) -> Condition:
+    try:
+        return parse_condition(str(text))
+    except ValueError as err:
+        raise ConfigError(str(path), key, str(err)) from None
 
 
 @dataclass
@@ -180,12 +196,14 @@ def stack_options(scenario: Scenario, runtime_type: str, otlp_endpoint: str) -> 
         crio_args += ["--faults", str(scenario.faults)]
     if scenario.pull_bandwidth_mbps:
         crio_args += ["--pull-bandwidth-mbps", str(scenario.pull_bandwidth_mbps)]
-    return StackOptions(runtime_type=runtime_type, otlp_endpoint=otlp_endpoint, relist_period="0.2s",
+    opts = StackOptions(runtime_type=runtime_type, otlp_endpoint=otlp_endpoint, relist_period="0.2s",
                         backoff_base=scenario.backoff_base, backoff_max=backoff_max(scenario), gc_period="1s",
                         file_check_frequency="0.2s",
                         crio_sampling_per_million=scenario.crio_sampling,
                         kubelet_sampling_per_million=scenario.kubelet_sampling, crio_args=crio_args,
                         pull_latency_ms=30)
+    needs([*([scenario.until] if scenario.until else []), *(c for a in scenario.actions for c in a.after)], opts)
+    return opts
 
 
 def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = lambda _: None) -> Run:
@@ -197,27 +215,17 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
     base = Path(tempfile.mkdtemp(prefix=f"cristack-{scenario.name}-"))
     stack = Stack(base, stack_options(scenario, runtime_type, f"127.0.0.1:{grpc_port}"))
     _copy_manifests(scenario, stack.manifests)
-    rc: int | None = None
     forwarder = None
     try:
         if scenario.kata:
             forwarder = _start_kata(stack, base, f"127.0.0.1:{grpc_port}")
         kubelet = stack.start(runonce=scenario.mode == "runonce")
-        started = time.monotonic()
-        pending = list(scenario.actions)
-        end = started + (scenario.duration_s if scenario.mode == "timed" else 120)
-        while time.monotonic() < end:
-            now = time.monotonic() - started
-            while pending and pending[0].at_s <= now:
-                action = pending.pop(0)
-                say(f"  … at {action.at_s:g}s: {action.do} {action.file}".rstrip())
-                sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
-            if scenario.mode == "runonce" and kubelet.popen.poll() is not None:
-                rc = kubelet.popen.returncode
-                break
-            time.sleep(0.05)
-        for action in pending:  # whatever the runonce finished before
+
+        def act(action: Action) -> None:
+            nonlocal sink
             sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
+
+        rc = _drive(scenario, Progress(store, stack, runtime_type), kubelet, act, say)
         pod_logs = _pod_logs(stack)
         # Every component exports what it holds before it exits, and the sink stores a request before it
         # answers: once they have stopped, their spans are in the store. The agents' last frames went to the
@@ -231,6 +239,48 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
         if sink is not None:
             sink.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _drive(scenario: Scenario, progress: Progress, kubelet: Proc, act: Callable[[Action], None],
+           say: Callable[[str], None]) -> int | None:
+    """Takes the scenario's actions in order, each once its ``at_s`` has passed and its ``after`` conditions have
+    held one after the other, until the run is over: the kubelet's --runonce exit (its code is returned), or,
+    timed, ``until`` holding after the last action; at most ``duration_s`` (runonce: 120 s), after which the
+    actions left run."""
+    started = time.monotonic()
+    end = started + (scenario.duration_s if scenario.mode == "timed" else 120)
+    until = scenario.until if scenario.mode == "timed" else None
+    steps: list[Action | None] = [*scenario.actions, *([None] if until is not None else [])]  # None: the end
+    conds: list[Condition] = []  # what the next step still waits for, in order
+    check: Callable[[], bool] | None = None  # conds[0], watched since it became the first
+    if steps:
+        conds = list(steps[0].after) if steps[0] is not None else [until]
+    while time.monotonic() < end:
+        while steps and (steps[0] is None or steps[0].at_s <= time.monotonic() - started):
+            if conds:
+                check = check or watch(conds[0], progress)
+                if not check():
+                    break
+                conds.pop(0)
+                check = None
+                continue
+            step = steps.pop(0)
+            if step is None:
+                return None
+            because = f" ({', '.join(map(str, step.after))})" if step.after else ""
+            say(f"  … at {time.monotonic() - started:.1f}s{because}: {step.do} {step.file}".rstrip())
+            act(step)
+            if steps:
+                conds = list(steps[0].after) if steps[0] is not None else [until]
+        if scenario.mode == "runonce" and kubelet.popen.poll() is not None:
+            return kubelet.popen.returncode
+        time.sleep(0.05)
+    if conds:
+        say(f"  … not seen within {scenario.duration_s:g}s: {conds[0]}")
+    for step in steps:
+        if step is not None:
+            act(step)
+    return None
 
 
 def _start_kata(stack: Stack, base: Path, otlp_endpoint: str):  # noqa: ANN202
@@ -324,6 +374,7 @@ def load_finding(path: Path) -> Callable[[list[Run]], Finding]:
     if spec is None or spec.loader is None:
         raise ConfigError(str(path), "", "not a Python file")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # where dataclasses (and pickling) look a class's module up
     spec.loader.exec_module(module)
     found = getattr(module, "find", None)
     if not callable(found):

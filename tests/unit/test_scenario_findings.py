@@ -74,3 +74,10 @@ def test_demo_says_unchecked_for_a_scenario_without_a_finding(tmp_path: Path, mo
     assert rc == 1
     assert lines[0].split(None, 2)[:2] == ["UNCHECKED", "brand-new"] and "no finding.py" in lines[0]
     assert lines[1].split(None, 2)[:2] == ["OK", "seen"]
+
+
+def test_a_finding_may_define_dataclasses(tmp_path: Path) -> None:
+    new_scenario(tmp_path, "typed", "from dataclasses import dataclass\n\nfrom cristack.harness.scenarios import "
+                 "Finding\n\n\n@dataclass\nclass Seen:\n    n: int\n\n\ndef find(runs):\n"
+                 "    return Finding(True, f'{Seen(len(runs))}')\n")
+    assert scenarios.find(scenarios.load("typed", tmp_path), []).summary == "Seen(n=0)"
