@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -369,6 +370,14 @@ def find(scenario: Scenario, runs: list[Run]) -> Finding:
 
 def load_finding(path: Path) -> Callable[[list[Run]], Finding]:
     """``find`` of a scenario's ``finding.py``; ConfigError naming the file when it has none."""
+    found = getattr(finding_module(path), "find", None)
+    if not callable(found):
+        raise ConfigError(str(path), "find", "a scenario's finding.py defines find(runs) -> Finding")
+    return found
+
+
+def finding_module(path: Path) -> ModuleType:
+    """A scenario's ``finding.py``, imported from its folder."""
     module_name = f"cristack_scenario_{path.parent.name.replace('-', '_')}_finding"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -376,10 +385,7 @@ def load_finding(path: Path) -> Callable[[list[Run]], Finding]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # where dataclasses (and pickling) look a class's module up
     spec.loader.exec_module(module)
-    found = getattr(module, "find", None)
-    if not callable(found):
-        raise ConfigError(str(path), "find", "a scenario's finding.py defines find(runs) -> Finding")
-    return found
+    return module
 
 
 def sync_rows(r: Run, pod: str) -> list[SyncRow]:

@@ -81,3 +81,28 @@ def test_a_finding_may_define_dataclasses(tmp_path: Path) -> None:
                  "Finding\n\n\n@dataclass\nclass Seen:\n    n: int\n\n\ndef find(runs):\n"
                  "    return Finding(True, f'{Seen(len(runs))}')\n")
     assert scenarios.find(scenarios.load("typed", tmp_path), []).summary == "Seen(n=0)"
+
+
+def test_the_crashloop_finding_fails_a_kubelet_that_breaks_its_back_off() -> None:
+    """The finding's checks on hand-made windows: a restart inside the window, a refusal after it, a refusal that
+    says another delay, a refusal that called the runtime: each is named; a kept back-off is not."""
+    crashloop = scenarios.finding_module(scenarios.load("crashloop").dir / scenarios.FINDING_FILE)
+    s = 1_000_000_000
+
+    def refusal(at_s: float, said: str = "0.4s", calls: list[str] | None = None) -> scenarios.SyncRow:
+        return scenarios.SyncRow("t", int(at_s * s), "crasher", "u", "sync", "CrashLoopBackOff",
+                                 f"back-off {said} restarting failed container=crasher pod=crasher_w(u)", calls or [])
+
+    def window(delay: float, refused: list, restart_s: float) -> object:
+        return crashloop.Window(delay, (10 * s - crashloop.TICK_NS, 10 * s + 1000), refused, int(restart_s * s))
+
+    kept = [window(0, [], 10.05), window(0.4, [refusal(10.1), refusal(10.39)], 10.4),
+            window(0.8, [refusal(10.2, "800ms")], 12.0)]
+    assert crashloop.problems(kept) == []
+    broken = [window(0.4, [refusal(10.1)], 10.3), window(0.4, [refusal(10.41)], 10.5),
+              window(0.8, [refusal(10.2, "0.4s")], 10.9), window(0.4, [refusal(10.2, calls=["ListImages"])], 10.5)]
+    assert crashloop.problems(broken) == [
+        "crash 1 (back-off 0.4s): restarted 0.090s early",
+        "crash 2 (back-off 0.4s): 1 sync(s) refused after the window had closed",
+        "crash 3 (back-off 0.8s): refusals said back-off 0.4",
+        "crash 4 (back-off 0.4s): a refused sync made CRI calls"]
