@@ -16,6 +16,7 @@ from cristack.harness.assertions import pod_start, pod_uid, spans_from
 from cristack.harness.procs import component_argv
 from cristack.harness.selectors import select
 from cristack.harness.stack import example
+from tests.support.pace import allowance, timed
 
 HELLO = example("pods", "hello.yaml")
 SLEEPER = """apiVersion: v1
@@ -126,7 +127,8 @@ def sleeper(stack, name: str) -> str:
 
 def test_jaeger_started_after_the_stack(jaeger_factory, cri_stack):
     j = jaeger_factory(launch=False)
-    stack = cri_stack(otlp_endpoint=j.otlp_endpoint, log_level="debug")
+    with timed() as up:  # the runtime's start: the machine's pace for the stop budget (tests/support/pace.py)
+        stack = cri_stack(otlp_endpoint=j.otlp_endpoint, log_level="debug")
     kubelet = stack.start_kubelet()
     early = sleeper(stack, "early")
     # The pod starts while nothing listens for its spans. Once its container runs, its start's spans have ended;
@@ -147,12 +149,13 @@ def test_jaeger_started_after_the_stack(jaeger_factory, cri_stack):
                 and any(s.attributes.get("k8s.pod.update_type") == "create" for s in t)], \
         "spans from before Jaeger came up were dropped, not queued forever"
     took = stack.stop()
-    assert all(t < 2 for t in took.values()), took
+    assert max(took.values()) <= allowance(2.0, up.seconds), took
 
 
 def test_jaeger_stopped_while_pods_run(jaeger_factory, cri_stack):
     j = jaeger_factory()
-    stack = cri_stack(otlp_endpoint=j.otlp_endpoint)
+    with timed() as up:
+        stack = cri_stack(otlp_endpoint=j.otlp_endpoint)
     stack.start_kubelet()
     first = sleeper(stack, "first")
     j.backend.wait_for_trace(spans_from("kubelet", "crio", "conmonrs"), match=pod_uid(first), timeout=30)
@@ -173,7 +176,7 @@ def test_jaeger_stopped_while_pods_run(jaeger_factory, cri_stack):
             time.sleep(0.1)
     assert len(running) == 2, "the second pod runs although Jaeger is gone"
     took = stack.stop()
-    assert all(t < 2 for t in took.values()), took
+    assert max(took.values()) <= allowance(2.0, up.seconds), took
 
 
 def test_cristack_check_passes_and_names_missing_edges(jaeger):

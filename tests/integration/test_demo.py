@@ -31,14 +31,12 @@ def run(*args: str, timeout: float = 90, env: dict | None = None) -> subprocess.
 
 def test_demo_prints_output_tree_and_writes_json_and_html(tmp_path: Path) -> None:
     out_json, out_html = tmp_path / "out.json", tmp_path / "out.html"
-    started = time.monotonic()
+    # How long it takes is a figure, not a test: `make bench` measures the demo's wall time (docs/benchmarks.md).
     proc = run("demo", "--json", str(out_json), "--html", str(out_html))
-    took = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[hello/hello] hi" in proc.stdout
     assert "[hello/hello-tty] hi from a terminal\n" in proc.stdout, "a tty's carriage return is not printed"
     assert "fork_posix" not in proc.stdout + proc.stderr, "no gRPC fork warnings from starting the components"
-    assert took < 10
     tree = proc.stdout.split("traces", 1)[1]
     for service, name in (("kubelet", "syncPod"), ("crio", "runtime.v1.RuntimeService/RunPodSandbox"),
                           ("conmonrs", "create_container"), ("conmonrs", "wait_for_exit_code"),

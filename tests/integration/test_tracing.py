@@ -3,14 +3,13 @@ that never blocks. Three real processes and the OTLP sink on real sockets."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from cristack.harness import expectations
 from cristack.harness.assertions import POD_START_SYNC, Expected, Trace, pod_start, spans_from
 from cristack.harness.backends import JaegerBackend
 from cristack.harness.stack import example
+from tests.support.pace import allowance, timed
 
 CRIO_FN = expectations.CRIO_FN
 
@@ -20,6 +19,13 @@ def run_hello(stack, timeout: float = 30) -> int:
     stack.start_runtime()
     rc = stack.start_kubelet(runonce=True).popen.wait(timeout)
     return rc
+
+
+def started_runtime(stack) -> float:
+    """Starts crio and conmon; the seconds that took, the machine's pace for stop budgets (tests/support/pace.py)."""
+    with timed() as up:
+        stack.start_runtime()
+    return up.seconds
 
 
 def pod_trace(stack, sink, shape: Expected) -> Trace:
@@ -190,15 +196,18 @@ def test_collector_down_pod_still_runs_and_processes_stop_quickly(make_stack):
     from tests.conftest import free_port
 
     stack = make_stack(otlp_endpoint=f"127.0.0.1:{free_port()}")  # nothing listens there
-    started = time.monotonic()
-    assert run_hello(stack) == 0
-    assert time.monotonic() - started < 15
+    stack.add_manifest(example("pods", "hello.yaml"))
+    up = started_runtime(stack)
+    with timed() as ran:
+        assert stack.start_kubelet(runonce=True).popen.wait(30) == 0
+    # Export never blocks the pod: its run is far from the seconds a blocking exporter would add per batch.
+    assert ran.seconds < allowance(15, up), ran.seconds
     stack.start_kubelet()  # a long-running kubelet too, to time its exit
     from tests.integration.test_kubelet import wait_for_relists
 
     wait_for_relists(stack, 5)  # relist spans exported (and failed) several times: still one warning
     took = stack.stop()
-    assert all(t < 2.0 for t in took.values()), took
+    assert max(took.values()) <= allowance(2.0, up), took
     logs = stack.logs()
     # One warning per process at most (the kubelet log holds two kubelet runs).
     for name, runs in (("crio", 1), ("kubelet", 2), ("conmon", 1)):
