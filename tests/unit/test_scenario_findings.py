@@ -106,3 +106,13 @@ def test_the_crashloop_finding_fails_a_kubelet_that_breaks_its_back_off() -> Non
         "crash 2 (back-off 0.4s): 1 sync(s) refused after the window had closed",
         "crash 3 (back-off 0.8s): refusals said back-off 0.4",
         "crash 4 (back-off 0.4s): a refused sync made CRI calls"]
+
+
+def test_every_shipped_finding_runs_on_a_run_that_showed_nothing() -> None:
+    """Each finding.py runs on an empty run per runtime type (what a stack that sent no span leaves) and says
+    it did not see its finding, rather than failing in its own code."""
+    for name in scenarios.names():
+        scenario = scenarios.load(name)
+        runs = [scenarios.Run(scenario, rt, SpanStore(), {}, 0) for rt in scenario.runtime_types]
+        finding = scenarios.find(scenario, runs)
+        assert not finding.ok and finding.checked and finding.summary, name
