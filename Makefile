@@ -1,4 +1,4 @@
-# cristack: make demo | make test | make bench | make proto | make tools | make tools-kubelet
+# cristack: make demo | make test | make test-fast | make bench | make proto | make tools | make tools-kubelet
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -31,8 +31,9 @@ test: $(STAMP) tools
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
+# The fast tier: unit + in-process components (markers set by folder in tests/conftest.py), no tools needed.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -m "unit or component"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -27,10 +27,11 @@ from bench.driver import Driver
 from bench.report import Report, Row, verdict
 from bench.stats import cpu_seconds, cpu_ticks, machine, ms, p50, pct, rss_kb, stolen_share
 from cristack.gcpolicy import tune_for_service
+from cristack.harness.assertions import find_trace, pod_start, pod_uid, spans_from
+from cristack.harness.backends import JaegerBackend
 from cristack.harness.jaeger import Jaeger, free_ports, jaeger_binary, start_jaeger
 from cristack.harness.procs import component_argv, find_tool, serving
 from cristack.harness.stack import Stack, StackOptions, example
-from cristack.harness.tracequery import find_trace, pod_uid_is
 from cristack.wire.endpoints import parse_endpoint
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
@@ -441,7 +442,7 @@ class Bench:
         if binary is None:
             self.report.add(sec, Row("HotROD", "not measured: run `./scripts/install-tools.sh hotrod`"))
             return
-        query = self.jaeger.query
+        frontend = JaegerBackend(self.jaeger.query_url, services=("frontend",))
         hot, ours = [], []
         rss_hot = rss_ours = 0.0
         for _ in range(self.n(3, 1)):
@@ -458,9 +459,9 @@ class Bench:
                 except OSError:
                     time.sleep(0.02)
             wanted = {"frontend", "customer", "driver", "route", "mysql", "redis-manual"}
-            find_trace(query, service="frontend", operation="", services=wanted, timeout=60, settle=1.0,
+            find_trace(frontend, spans_from(*wanted), timeout=60, poll=0.05,
                        match=lambda t, since=wall0: min(x.start for x in t) >= since)
-            hot.append(time.monotonic() - t0 - 1.0)  # minus the settle second spent checking stability
+            hot.append(time.monotonic() - t0)
             rss_hot = max(rss_hot, rss_kb(proc.pid) / 1024)
             proc.terminate()
             proc.wait(10)
@@ -471,8 +472,8 @@ class Bench:
             t0 = time.monotonic()
             uid = s.add_unique_manifest(example("pods", "hello.yaml"))
             s.start()
-            find_trace(query, match=pod_uid_is(uid), timeout=60, settle=1.0)
-            ours.append(time.monotonic() - t0 - 1.0)
+            find_trace(self.jaeger.backend, pod_start(), match=pod_uid(uid), timeout=60, poll=0.05)
+            ours.append(time.monotonic() - t0)
             rss_ours = max(rss_ours, sum(rss_kb(getattr(s, n).pid) for n in ("conmon", "crio", "kubelet")) / 1024)
             s.stop()
         self.report.add(sec, Row("HotROD `hotrod all` + one /dispatch", f"{p50(hot):.2f} s, RSS {rss_hot:.0f} MB"))

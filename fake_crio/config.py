@@ -13,6 +13,7 @@ import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cristack.config.tomlconf import Layered, load_layers
 from cristack.otel.logs import parse_level
@@ -231,43 +232,95 @@ def check_keys(layers: Layered) -> list[str]:
 
 
 def load(argv: list[str] | None = None) -> CrioConfig:
-    """Parses flags and files into a CrioConfig; ConfigError names the file and key at fault."""
+    """Parses flags and files into a CrioConfig; ConfigError names the file and key at fault. A flag wins over
+    the files' key (``Sources.pick``); each part is read by its own function below."""
     args = build_parser().parse_args(argv)
     layers = load_layers(args.config, args.config_dir)
     ignored = check_keys(layers)
     if ignored:
         log.warning("ignoring keys fake-crio does not model: %s", ", ".join(ignored))
+    src = Sources(args, layers)
+    level, level_name = _log_level(src)
+    listen, listen_default = _listen(src)
+    runtimes, default_runtime = _runtimes(src)
+    latency, bandwidth = _pull(src)
+    root = src.pick(args.root, "crio.root", (str, Path), None)
+    runroot = src.pick(args.runroot, "crio.runroot", (str, Path), None)
+    logs_root = src.pick(args.pod_logs_root, "cristack.pod_logs_root", (str, Path), None)
+    record = src.pick(args.record_calls, "cristack.record_calls", (str, Path), None)
+    return CrioConfig(
+        listen=listen,
+        listen_is_default=listen_default,
+        root=Path(root) if root else default_root(),
+        runroot=Path(runroot) if runroot else default_runtime_dir() / "crio",
+        log_level=level,
+        log_level_name=level_name,
+        default_runtime=default_runtime,
+        cgroup_manager=_cgroup_manager(layers),
+        enable_pod_events=layers.get("crio.runtime.enable_pod_events", bool, False),
+        runtimes=runtimes,
+        pause_image=src.pick(args.pause_image, "crio.image.pause_image", str, "registry.k8s.io/pause:3.10"),
+        tracing=_tracing(src),
+        pull_latency_ms=float(latency),
+        pull_bandwidth_mbps=float(bandwidth),
+        pod_logs_root=Path(logs_root) if logs_root else Path("/var/log/pods"),
+        confine_pod_logs=logs_root is not None,
+        record_calls=Path(record) if record else None,
+        network=_network(src),
+        faults=_faults(src),
+        sources=sorted(set(layers.sources.values())),
+        **_caps(src),
+    )
 
-    def pick(flag_value, key, kind, default):
-        return flag_value if flag_value is not None else layers.get(key, kind, default)
 
-    level_name = pick(args.log_level, "crio.runtime.log_level", str, "info")
+@dataclass
+class Sources:
+    """The command line and the config files, flags first."""
+
+    args: argparse.Namespace
+    layers: Layered
+
+    def pick(self, flag_value: Any, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        """The flag's value when given, else the files' ``key`` (checked against ``kind``), else ``default``."""
+        return flag_value if flag_value is not None else self.layers.get(key, kind, default)
+
+
+def _log_level(src: Sources) -> tuple[int, str]:
+    name = src.pick(src.args.log_level, "crio.runtime.log_level", str, "info")
     try:
-        level = parse_level(level_name)
+        return parse_level(name), name
     except ValueError as err:
-        raise ConfigError(layers.source("crio.runtime.log_level", "--log-level"), "log_level", str(err)) from None
+        raise ConfigError(src.layers.source("crio.runtime.log_level", "--log-level"), "log_level", str(err)) from None
 
-    cgroup_manager = layers.get("crio.runtime.cgroup_manager", str, "systemd")
-    if cgroup_manager not in CGROUP_MANAGERS:
+
+def _cgroup_manager(layers: Layered) -> str:
+    manager = layers.get("crio.runtime.cgroup_manager", str, "systemd")
+    if manager not in CGROUP_MANAGERS:
         # CRI-O refuses to start: "invalid cgroup manager: X".
         raise ConfigError(layers.source("crio.runtime.cgroup_manager"), "crio.runtime.cgroup_manager",
-                          f"invalid cgroup manager: {cgroup_manager!r} (expected one of {', '.join(CGROUP_MANAGERS)})")
-    enable_pod_events = layers.get("crio.runtime.enable_pod_events", bool, False)
+                          f"invalid cgroup manager: {manager!r} (expected one of {', '.join(CGROUP_MANAGERS)})")
+    return manager
 
-    listen_text = pick(args.listen, "crio.api.listen", str, None)
-    listen_default = listen_text is None
-    if listen_default:
-        listen = parse_endpoint(str(default_runtime_dir() / "crio.sock"))
-    else:
-        try:
-            listen = parse_endpoint(listen_text)
-        except ValueError as err:
-            raise ConfigError(layers.source("crio.api.listen", "--listen"), "crio.api.listen", str(err)) from None
 
+def _listen(src: Sources) -> tuple[Endpoint, bool]:
+    """Where to serve, and whether that is the default socket."""
+    text = src.pick(src.args.listen, "crio.api.listen", str, None)
+    if text is None:
+        return parse_endpoint(str(default_runtime_dir() / "crio.sock")), True
+    try:
+        return parse_endpoint(text), False
+    except ValueError as err:
+        raise ConfigError(src.layers.source("crio.api.listen", "--listen"), "crio.api.listen", str(err)) from None
+
+
+def _runtimes(src: Sources) -> tuple[dict[str, RuntimeHandler], str]:
+    """The runtime handlers (``[crio.runtime.runtimes.*]``, crun when none) and the default one; a pod-type
+    handler's monitor is --monitor-endpoint when given, else its own key, else the default socket."""
+    layers, args = src.layers, src.args
     runtimes = {name: _handler(layers, name) for name in layers.tables_under("crio.runtime.runtimes")}
     if not runtimes:
         runtimes["crun"] = RuntimeHandler("crun")
-    default_runtime = pick(args.default_runtime, "crio.runtime.default_runtime", str, "crun")
+    default_runtime = src.pick(args.default_runtime, "crio.runtime.default_runtime", str, "crun")
     if default_runtime not in runtimes:
         raise ConfigError(layers.source("crio.runtime.default_runtime", "--default-runtime"),
                           "crio.runtime.default_runtime",
@@ -277,76 +330,71 @@ def load(argv: list[str] | None = None) -> CrioConfig:
             parse_endpoint(args.monitor_endpoint)
         except ValueError as err:
             raise ConfigError("<flags>", "--monitor-endpoint", str(err)) from None
-        for handler in runtimes.values():
-            if handler.runtime_type == "pod":
-                handler.monitor_endpoint = args.monitor_endpoint
     for handler in runtimes.values():
-        if handler.runtime_type == "pod" and not handler.monitor_endpoint:
-            handler.monitor_endpoint = str(default_runtime_dir() / "conmon.sock")
+        if handler.runtime_type == "pod":
+            handler.monitor_endpoint = args.monitor_endpoint or handler.monitor_endpoint or \
+                str(default_runtime_dir() / "conmon.sock")
+    return runtimes, default_runtime
 
+
+def _tracing(src: Sources) -> TracingConfig:
+    args = src.args
     tracing = TracingConfig(
-        enable_tracing=pick(args.enable_tracing, "crio.tracing.enable_tracing", bool, False),
-        tracing_endpoint=pick(args.tracing_endpoint, "crio.tracing.tracing_endpoint", str, DEFAULT_TRACING_ENDPOINT),
-        tracing_sampling_rate_per_million=pick(args.tracing_sampling_rate_per_million,
-                                               "crio.tracing.tracing_sampling_rate_per_million", int, 0),
+        enable_tracing=src.pick(args.enable_tracing, "crio.tracing.enable_tracing", bool, False),
+        tracing_endpoint=src.pick(args.tracing_endpoint, "crio.tracing.tracing_endpoint", str,
+                                  DEFAULT_TRACING_ENDPOINT),
+        tracing_sampling_rate_per_million=src.pick(args.tracing_sampling_rate_per_million,
+                                                   "crio.tracing.tracing_sampling_rate_per_million", int, 0),
     )
     if not 0 <= tracing.tracing_sampling_rate_per_million <= 1_000_000:
-        raise ConfigError(layers.source("crio.tracing.tracing_sampling_rate_per_million"),
+        raise ConfigError(src.layers.source("crio.tracing.tracing_sampling_rate_per_million"),
                           "crio.tracing.tracing_sampling_rate_per_million", "must be between 0 and 1000000")
-    latency = pick(args.pull_latency_ms, "cristack.pull_latency_ms", (int, float), 20.0)
-    bandwidth = pick(args.pull_bandwidth_mbps, "cristack.pull_bandwidth_mbps", (int, float), 0.0)
+    return tracing
+
+
+def _pull(src: Sources) -> tuple[float, float]:
+    """The mock registry: a pull's latency (ms) and bandwidth (MB/s, 0: layers take no time)."""
+    latency = src.pick(src.args.pull_latency_ms, "cristack.pull_latency_ms", (int, float), 20.0)
+    bandwidth = src.pick(src.args.pull_bandwidth_mbps, "cristack.pull_bandwidth_mbps", (int, float), 0.0)
     if bandwidth < 0:
-        raise ConfigError(layers.source("cristack.pull_bandwidth_mbps", "--pull-bandwidth-mbps"),
+        raise ConfigError(src.layers.source("cristack.pull_bandwidth_mbps", "--pull-bandwidth-mbps"),
                           "cristack.pull_bandwidth_mbps", "must be >= 0")
     if latency < 0:
-        raise ConfigError(layers.source("cristack.pull_latency_ms"), "cristack.pull_latency_ms", "must be >= 0")
-    root = pick(args.root, "crio.root", (str, Path), None)
-    runroot = pick(args.runroot, "crio.runroot", (str, Path), None)
-    logs_root = pick(args.pod_logs_root, "cristack.pod_logs_root", (str, Path), None)
-    record = pick(args.record_calls, "cristack.record_calls", (str, Path), None)
-    network_dir = pick(args.cni_config_dir, "crio.network.network_dir", (str, Path), None)
+        raise ConfigError(src.layers.source("cristack.pull_latency_ms"), "cristack.pull_latency_ms", "must be >= 0")
+    return latency, bandwidth
+
+
+def _network(src: Sources) -> PodNetwork:
+    args, layers = src.args, src.layers
+    network_dir = src.pick(args.cni_config_dir, "crio.network.network_dir", (str, Path), None)
     if network_dir is not None and not Path(network_dir).is_absolute() and args.cni_config_dir is None:
         # Relative to the file that names it, so shipped examples work from any directory.
         network_dir = Path(layers.source("crio.network.network_dir")).parent / network_dir
-    network = load_network(Path(network_dir) if network_dir is not None else None,
-                           pick(args.cni_default_network, "crio.network.cni_default_network", str, ""),
-                           "<flags>" if args.cni_config_dir is not None else layers.source("crio.network.network_dir"))
-    if args.faults is not None:
-        faults = load_faults(args.faults)
-    else:
-        seed = layers.get("cristack.faults_seed", int, 0)
-        faults = parse_faults(layers.get("cristack.faults", list, []), seed, layers.source("cristack.faults"),
-                              "cristack.faults")
-    caps = {}
+    return load_network(Path(network_dir) if network_dir is not None else None,
+                        src.pick(args.cni_default_network, "crio.network.cni_default_network", str, ""),
+                        "<flags>" if args.cni_config_dir is not None else layers.source("crio.network.network_dir"))
+
+
+def _faults(src: Sources) -> Faults:
+    """--faults FILE, or the ``[[cristack.faults]]`` of the config files."""
+    if src.args.faults is not None:
+        return load_faults(src.args.faults)
+    layers = src.layers
+    seed = layers.get("cristack.faults_seed", int, 0)
+    return parse_faults(layers.get("cristack.faults", list, []), seed, layers.source("cristack.faults"),
+                        "cristack.faults")
+
+
+def _caps(src: Sources) -> dict[str, float]:
+    """The caps that are set, each > 0."""
+    args, caps = src.args, {}
     for key, kind, flag in (("max_containers", int, args.max_containers),
                             ("max_concurrent_rpcs", int, args.max_concurrent_rpcs),
                             ("max_log_bytes", int, None), ("max_exec_seconds", (int, float), None)):
-        value = pick(flag, f"cristack.{key}", kind, None)
+        value = src.pick(flag, f"cristack.{key}", kind, None)
         if value is not None:
             if value <= 0:
-                raise ConfigError(layers.source(f"cristack.{key}", f"--{key.replace('_', '-')}"),
+                raise ConfigError(src.layers.source(f"cristack.{key}", f"--{key.replace('_', '-')}"),
                                   f"cristack.{key}", "must be > 0")
             caps[key] = value
-    return CrioConfig(
-        listen=listen,
-        listen_is_default=listen_default,
-        root=Path(root) if root else default_root(),
-        runroot=Path(runroot) if runroot else default_runtime_dir() / "crio",
-        log_level=level,
-        log_level_name=level_name,
-        default_runtime=default_runtime,
-        cgroup_manager=cgroup_manager,
-        enable_pod_events=enable_pod_events,
-        runtimes=runtimes,
-        pause_image=pick(args.pause_image, "crio.image.pause_image", str, "registry.k8s.io/pause:3.10"),
-        tracing=tracing,
-        pull_latency_ms=float(latency),
-        pull_bandwidth_mbps=float(bandwidth),
-        pod_logs_root=Path(logs_root) if logs_root else Path("/var/log/pods"),
-        confine_pod_logs=logs_root is not None,
-        record_calls=Path(record) if record else None,
-        network=network,
-        faults=faults,
-        sources=sorted(set(layers.sources.values())),
-        **caps,
-    )
+    return caps

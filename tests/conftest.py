@@ -1,4 +1,5 @@
-"""Shared fixtures: real fake-crio / fake-conmon processes on real unix sockets in tmp dirs."""
+"""Shared fixtures: real fake-crio / fake-conmon processes on real unix sockets in tmp dirs; and the test tiers,
+one marker per folder (docs/architecture.md, "Tests")."""
 
 from __future__ import annotations
 
@@ -16,6 +17,22 @@ from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# A test's tier is the folder it lives in: `make test-fast` runs `-m "unit or component"`, `make test` all four.
+TIERS = ("unit", "component", "integration", "e2e")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # a test outside tests/ (pytest run on another directory) has no tier of ours
+            continue
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of tests/{{{','.join(TIERS)}}}/ "
+                                    "(its folder is its tier)")
+        item.add_marker(tier)
 
 
 def require_tool(name: str) -> str:

@@ -13,22 +13,26 @@ nothing did, which spans came closest and why they missed.
 
 Completeness: ``wait_for_trace(backend, expected)`` polls until one trace holds every span an
 ``Expected`` shape names (``pod_start(runtime_type)`` derives it from ``cristack.harness.expectations``), and
-otherwise fails at the deadline with what was still missing.
+otherwise fails at the deadline with what was still missing; ``find_trace`` is the same wait without the failure
+(``cristack check`` prints its own table). This is the one way the harness waits for a trace.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cristack.harness import expectations
 from cristack.harness.selectors import Condition, Selector, compare, parse, parse_condition
 from cristack.harness.sink.store import Event, Span
 
-if TYPE_CHECKING:
-    from cristack.harness.backends import Backend
+
+class TraceSource(Protocol):
+    """What ``wait_for_trace`` reads: every trace held now (``cristack.harness.backends.Backend`` is one)."""
+
+    def traces(self) -> list[list[Span]]: ...
 
 
 class TraceAssertionError(AssertionError):
@@ -76,6 +80,12 @@ class Trace:
 
     def __len__(self) -> int:
         return len(self.spans)
+
+    def __iter__(self) -> Iterator[Span]:
+        return iter(self.spans)
+
+    def __getitem__(self, index: int) -> Span:
+        return self.spans[index]
 
 
 def expect(trace: Trace | Iterable[Span], selector: str | Selector) -> SpanExpectation:
@@ -267,6 +277,12 @@ def spans_named(*pairs: tuple[str, str]) -> Expected:
     return Expected(selectors=tuple(f'span[service="{s}" name="{n}"]' for s, n in pairs))
 
 
+def spans_from(*services: str) -> Expected:
+    """A shape with at least one span from each service, e.g. ``spans_from("kubelet")`` for a trace whose
+    runtime side is not traced."""
+    return Expected(selectors=tuple(f'span[service="{s}"]' for s in services), name=f"spans from {', '.join(services)}")
+
+
 Match = str | Callable[[Sequence[Span]], bool] | None
 
 
@@ -279,39 +295,75 @@ def _matches(match: Match) -> Callable[[Sequence[Span]], bool]:
     return match
 
 
-def wait_for_trace(backend: Backend, expected: Expected, *, match: Match = None, timeout: float = 30.0,
-                   poll: float = 0.1) -> Trace:
-    """Returns, as soon as it has arrived, the trace that ``match`` (a selector, or a predicate on a
-    trace's spans) accepts and that holds everything ``expected`` names. At the deadline raises
-    TraceIncomplete naming what the most complete candidate still lacked."""
+@dataclass
+class Found:
+    """What ``find_trace`` found: the trace (complete, or the most complete candidate; empty when none matched)
+    and what it still lacks (empty: complete)."""
+
+    trace: Trace
+    missing: list[str]
+    matched: bool  # whether any trace was accepted by ``match``
+
+    @property
+    def complete(self) -> bool:
+        return self.matched and not self.missing
+
+
+def find_trace(source: TraceSource, expected: Expected, *, match: Match = None, timeout: float = 30.0,
+               poll: float = 0.1, grace: float | None = None) -> Found:
+    """Polls ``source`` until a trace that ``match`` (a selector, or a predicate on a trace's spans) accepts
+    holds everything ``expected`` names, and returns it. At ``timeout`` (or ``grace`` seconds after the first
+    accepted trace appeared, when given) returns the most complete candidate with what it lacks."""
     accept = _matches(match)
     deadline = time.monotonic() + timeout
     best: list[Span] = []
     best_missing: list[str] | None = None
     while True:
-        for spans in backend.traces():
+        for spans in source.traces():
             if not accept(spans):
                 continue
             missing = expected.missing(spans)
             if not missing:
-                return Trace(sorted(spans, key=lambda s: (s.start, s.span_id)))
+                return Found(_ordered(spans), [], True)
+            if best_missing is None and grace is not None:
+                deadline = min(deadline, time.monotonic() + grace)
             if best_missing is None or len(missing) < len(best_missing):
                 best, best_missing = spans, missing
         if time.monotonic() >= deadline:
             break
         time.sleep(poll)
     if best_missing is None:
-        what = f"no trace matching {match}" if isinstance(match, str) else "no matching trace"
-        raise TraceIncomplete(f"{expected.name}: {what} reached {backend} within {timeout:g}s",
-                              [f"trace {match or ''}".strip()], [])
-    lines = [f"{expected.name}: trace {best[0].trace_id} still lacks {len(best_missing)} item(s) after "
-             f"{timeout:g}s at {backend}:"]
-    lines += [f"  ✗ {m}" for m in best_missing]
-    lines.append(f"it has {len(best)} spans from {', '.join(sorted({s.service for s in best}))}")
-    raise TraceIncomplete("\n".join(lines), best_missing, best)
+        return Found(Trace([]), [f"trace {match if isinstance(match, str) else ''}".strip()], False)
+    return Found(_ordered(best), best_missing, True)
 
+
+def _ordered(spans: Iterable[Span]) -> Trace:
+    return Trace(sorted(spans, key=lambda s: (s.start, s.span_id)))
+
+
+def wait_for_trace(source: TraceSource, expected: Expected, *, match: Match = None, timeout: float = 30.0,
+                   poll: float = 0.1) -> Trace:
+    """Returns, as soon as it has arrived, the trace that ``match`` (a selector, or a predicate on a
+    trace's spans) accepts and that holds everything ``expected`` names. At the deadline raises
+    TraceIncomplete naming what the most complete candidate still lacked."""
+    found = find_trace(source, expected, match=match, timeout=timeout, poll=poll)
+    if found.complete:
+        return found.trace
+    if not found.matched:
+        what = f"no trace matching {match}" if isinstance(match, str) else "no matching trace"
+        raise TraceIncomplete(f"{expected.name}: {what} reached {source} within {timeout:g}s", found.missing, [])
+    best = found.trace.spans
+    lines = [f"{expected.name}: trace {best[0].trace_id} still lacks {len(found.missing)} item(s) after "
+             f"{timeout:g}s at {source}:"]
+    lines += [f"  ✗ {m}" for m in found.missing]
+    lines.append(f"it has {len(best)} spans from {', '.join(sorted({s.service for s in best}))}")
+    raise TraceIncomplete("\n".join(lines), found.missing, best)
+
+
+POD_START_SYNC = 'span[service="kubelet" name="syncPod" k8s.pod.update_type="create"]'
 
 
 def pod_uid(uid: str) -> str:
-    """A ``match`` selector for the pod-start trace of the pod with this uid."""
-    return f'span[service="kubelet" name="syncPod" k8s.pod.uid="{uid}"]'
+    """A ``match`` selector for the pod-start trace of the pod with this uid (its first sync: later syncs are traces
+    of their own, and a shape such as ``spans_from("kubelet")`` would accept them too)."""
+    return POD_START_SYNC.replace("]", f' k8s.pod.uid="{uid}"]')

@@ -24,6 +24,7 @@ from typing import Any
 
 from cristack.harness.assertions import Expected, Match, Trace, wait_for_trace
 from cristack.harness.sink.store import Span, SpanStore, flatten
+from cristack.harness.tracequery import JaegerQuery
 from cristack.otel import otlpjson
 
 
@@ -69,19 +70,24 @@ class JaegerBackend(Backend):
     url: str
     otlp_endpoint: str | None = None
     services: Sequence[str] | None = None
+    operation: str = ""  # only traces holding a span of this name (Jaeger's own filter)
     limit: int = 100
     lookback: str = "1h"
     poll: float = 0.25
 
-    def traces(self) -> list[list[Span]]:
-        from cristack.harness.tracequery import JaegerQuery
+    @classmethod
+    def kubelet_syncs(cls, url: str, otlp_endpoint: str | None = None) -> JaegerBackend:
+        """Only the kubelet's ``syncPod`` traces: a pod's start is one, and the relists (a trace each, every
+        period) would otherwise push it out of the newest ``limit``."""
+        return cls(url, otlp_endpoint, services=("kubelet",), operation="syncPod")
 
+    def traces(self) -> list[list[Span]]:
         query = JaegerQuery(self.url)
         try:
             services = list(self.services) if self.services is not None else query.services()
             merged: dict[str, list[Span]] = {}
             for service in services:
-                for spans in query.traces(service, limit=self.limit, lookback=self.lookback):
+                for spans in query.traces(service, self.operation, limit=self.limit, lookback=self.lookback):
                     if spans and len(spans) > len(merged.get(spans[0].trace_id, [])):
                         merged[spans[0].trace_id] = spans
         except OSError as err:

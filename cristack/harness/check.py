@@ -12,9 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from cristack.harness import expectations
+from cristack.harness.assertions import find_trace, pod_start, pod_uid
+from cristack.harness.backends import JaegerBackend
 from cristack.harness.render.terminal import make_console
 from cristack.harness.stack import Stack, StackOptions, example
-from cristack.harness.tracequery import JaegerQuery, find_trace, pod_uid_is
+from cristack.harness.tracequery import JaegerQuery
 from cristack.otel.envcontext import EnvContext, jaeger_link
 
 
@@ -57,7 +59,9 @@ def run_check(jaeger_url: str, otlp_endpoint: str | None = None, pod: Path | Non
         stack.stop()
     if rc != 0:
         err.print("cristack check: the pod itself failed; traces are checked all the same")
-    trace, complete = find_trace(query, match=pod_uid_is(uid), runtime_type=runtime_type, timeout=timeout, grace=10)
+    found = find_trace(JaegerBackend.kubelet_syncs(jaeger_url), pod_start(runtime_type), match=pod_uid(uid),
+                       timeout=timeout, grace=10)
+    trace = found.trace.spans
     rows = expectations.check(trace, runtime_type)
     table = Table(title=f"expected edges in Jaeger (trace {trace[0].trace_id if trace else 'not found'})",
                   title_justify="left")

@@ -421,9 +421,17 @@ def fleet(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``cristack`` and its commands, one function each below."""
     parser = argparse.ArgumentParser(prog="cristack", description="A mock Kubernetes node for tracing demos.")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_demo_parser, _add_up_parser, _add_sink_parsers, _add_trace_file_parsers, _add_check_parser,
+                _add_load_parser, _add_fleet_parser):
+        add(sub)
+    return parser
 
+
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    """``cristack demo``: pods (or a workshop scenario) through the whole stack, once."""
     d = sub.add_parser("demo", help="run pods through the whole stack and show their traces")
     d.add_argument("--pod", action="append", default=[], metavar="FILE",
                    help="pod manifest to run (repeatable; default examples/pods/hello.yaml)")
@@ -445,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     _nodes_arguments(d)
     d.set_defaults(func=demo)
 
+
+def _add_up_parser(sub: argparse._SubParsersAction) -> None:
+    """``cristack up``: the stack until Ctrl-C, fed by a static pod directory."""
     u = sub.add_parser("up", help="run the stack until Ctrl-C; drop pod manifests into its directory")
     u.add_argument("--manifests", type=Path, metavar="DIR", help="static pod directory (default: a new temp dir)")
     u.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
@@ -467,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     _bounds(u)
     u.set_defaults(func=up)
 
+
+def _add_sink_parsers(sub: argparse._SubParsersAction) -> None:
+    """``cristack sink``, ``health`` and ``trace-forwarder``: the pieces a compose file runs alone."""
     s = sub.add_parser("sink", help="the OTLP receiver alone, with a Jaeger-compatible query API")
     s.add_argument("--grpc", default="127.0.0.1:4317", metavar="HOST:PORT", help="OTLP gRPC (default 127.0.0.1:4317)")
     s.add_argument("--http", default="127.0.0.1:4318", metavar="HOST:PORT",
@@ -485,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--log-level", default="info")
     f.set_defaults(func=trace_forwarder)
 
+
+def _add_trace_file_parsers(sub: argparse._SubParsersAction) -> None:
+    """``cristack snapshot``, ``diff`` and ``replay``: traces as files."""
     sn = sub.add_parser("snapshot", help="write a trace normalised for golden-file tests")
     sn.add_argument("source", help="OTLP/JSON lines, a Jaeger API answer, or a Jaeger query URL")
     sn.add_argument("--trace", metavar="ID", help="the trace to take (when the source holds several)")
@@ -507,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="move every timestamp by one offset so that the recording starts now")
     r.set_defaults(func=replay)
 
+
+def _add_check_parser(sub: argparse._SubParsersAction) -> None:
+    """``cristack check``: one pod against the user's Jaeger, its edges checked."""
     c = sub.add_parser("check", help="run a pod against your Jaeger and check the trace's edges")
     c.add_argument("--jaeger", required=True, metavar="URL", help="Jaeger query URL, e.g. http://127.0.0.1:16686")
     c.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
@@ -518,9 +538,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="turn tracing off in fake-crio (and fake-conmon), to see what a broken pipeline looks like")
     c.add_argument("--jaeger-ui", metavar="URL", help="the Jaeger UI to link the trace to (default: --jaeger)")
     c.set_defaults(func=check)
-    _add_load_parser(sub)
-    _add_fleet_parser(sub)
-    return parser
 
 
 _stopping = False

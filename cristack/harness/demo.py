@@ -22,7 +22,8 @@ from pathlib import Path
 from rich.console import Console
 
 from cristack.containers.crilog import read_log
-from cristack.harness import expectations, podevents
+from cristack.harness import podevents
+from cristack.harness.assertions import pod_start
 from cristack.harness.cluster import Cluster
 from cristack.harness.nodeplan import ClusterError, NodePlan, assign, plan_nodes
 from cristack.harness.procs import Cleanup, run_with_cleanup
@@ -130,21 +131,10 @@ def summary_line(store: SpanStore, shown: set[str]) -> str:
 
 
 def wait_complete(store: SpanStore, pods: int, runtime_type: str, timeout: float) -> None:
-    """Waits until every pod's start trace holds its expected services and stops growing."""
-    wanted = expectations.expected_services(runtime_type)
-    last, stable_since = -1, time.monotonic()
-
-    def ready(st: SpanStore) -> bool:
-        nonlocal last, stable_since
-        traces = start_traces(st)
-        count = sum(len(t) for t in traces)
-        if count != last:
-            last, stable_since = count, time.monotonic()
-            return False
-        done = len(traces) >= pods and all(wanted <= {s.service for s in t} for t in traces)
-        return done and time.monotonic() - stable_since > 0.3
-
-    store.wait(ready, timeout)
+    """Waits (at most ``timeout`` seconds) until ``pods`` start traces each hold every span and edge a pod start
+    has (cristack.harness.expectations): completeness by shape, not by a quiet moment."""
+    shape = pod_start(runtime_type)
+    store.wait(lambda st: len(traces := start_traces(st)) >= pods and not any(map(shape.missing, traces)), timeout)
 
 
 def write_outputs(store: SpanStore, views: list[tuple[str, TraceView]], opts: DemoOptions,
@@ -164,140 +154,202 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
 
 
 def _run_demo(opts: DemoOptions, console: Console | None, cleanup: Cleanup) -> int:
-    console = console or make_console()
     err = Console(stderr=True)
     pods = opts.pods or [example("pods", "hello.yaml")]
+    refused = _refused_pods(pods, err)
+    if refused is not None:
+        return refused
+    try:
+        plans = plan_nodes(opts.nodes) if opts.nodes > 1 else [NodePlan(None, 0, None)]
+    except ClusterError as e:
+        err.print(f"cristack demo: {e}", markup=False, highlight=False)
+        return 2
+    demo = _Demo(opts, console or make_console(), err, pods, plans)
+    demo.start(cleanup)
+    rc = demo.run_pods()
+    if rc is None:
+        return 1
+    demo.show_output()
+    # Stopped, every component has exported what it held and the sink has stored it: the traces are whole.
+    took = demo.cluster.stop() if not opts.keep else {}
+    if demo.sink is not None:
+        demo.show_traces()
+    if rc != 0:
+        demo.show_failures()
+    if opts.keep:
+        return keep_running(demo.cluster, demo.sink, demo.console, rc)
+    if demo.sink is not None:
+        demo.sink.stop()
+    elif not demo.report_export() and not opts.allow_export_failure:
+        shutil.rmtree(demo.base, ignore_errors=True)
+        return 1
+    shutil.rmtree(demo.base, ignore_errors=True)
+    demo.say(f"done in {time.monotonic() - demo.started:.1f}s (stopped in {max(took.values(), default=0):.2f}s)")
+    return 0 if rc == 0 else 1
+
+
+def _refused_pods(pods: list[Path], err: Console) -> int | None:
+    """The exit code when a manifest is missing (2) or one the kubelet would skip (1), said before anything
+    starts; None when every pod can run."""
     for p in pods:
         if not p.is_file():
             err.print(f"cristack demo: {p}: no such pod manifest")
             return 2
-        # The kubelet would skip a manifest it cannot take and run nothing: say why before starting anything.
         try:
             parse_pod(p.read_bytes(), str(p))
         except ManifestError as e:
             err.print(f"cristack demo: the kubelet rejects this pod: {e}", markup=False, highlight=False,
                       soft_wrap=True)
             return 1
-    try:
-        plans = plan_nodes(opts.nodes) if opts.nodes > 1 else [NodePlan(None, 0, None)]
-    except ClusterError as e:
-        err.print(f"cristack demo: {e}", markup=False, highlight=False)
-        return 2
-    several = len(plans) > 1
-    started = time.monotonic()
-    sink = None
-    endpoint = opts.otlp_endpoint
-    if endpoint is None:
-        sink = Sink()
-        endpoint = sink.start().otlp_endpoint
-        cleanup.append(sink.stop)
-    base = Path(tempfile.mkdtemp(prefix="cristack-demo-"))
-    cleanup.append(lambda: shutil.rmtree(base, ignore_errors=True))
-    cluster = Cluster(base, plans, StackOptions(
-        runtime_type=opts.runtime_type, otlp_endpoint=endpoint, relist_period="0.2s", backoff_base="1s",
-        pull_latency_ms=40, pod_events=True, **stack_context(opts.parent)))
-    cleanup.append(cluster.stop)
-    cluster.add_manifests(pods, opts.spread)
-    shares = assign(pods, len(plans), opts.spread)
-    say = (lambda *a, **k: None) if opts.quiet else console.print
-    chain = "fake-kubelet → fake-crio → fake-conmon" if opts.runtime_type == "pod" else "fake-kubelet → fake-crio"
-    on = f" on {len(plans)} nodes" if several else ""
-    say(f"[bold]cristack demo[/bold]: {chain}{on} (runtime type {opts.runtime_type}), "
-        f"traces to {'the embedded sink' if sink else endpoint}")
-    if opts.parent.context is not None:
-        say(f"pod starts are children of TRACEPARENT: trace {opts.parent.trace_id}, span {opts.parent.span_id}",
-            highlight=False)
-    stop_follow = threading.Event()
-    followers: list[threading.Thread] = []
-    rc = 1
-    try:
-        kubelets = cluster.start(runonce=True)
-        for plan, share in zip(plans, shares, strict=True):
-            where = f" on {plan.name}" if several else ""
-            say(f"running {', '.join(p.name for p in share) or 'no pods'}{where} with fake-kubelet --runonce")
-        if not opts.quiet:
-            for plan, stack in cluster:
-                prefix = f"  {plan.name} " if several else "  "
-                followers.append(threading.Thread(target=podevents.follow, daemon=True, args=(
-                    stack.events_file, lambda ev, prefix=prefix: print_event(console, ev, prefix=prefix),
-                    stop_follow, 0.05)))
-                followers[-1].start()
-        deadline = time.monotonic() + opts.timeout
-        codes = [k.popen.wait(timeout=max(0.1, deadline - time.monotonic())) for k in kubelets]
-        rc = next((c for c in codes if c != 0), 0)
-    except Exception as e:  # noqa: BLE001 - a failure to start is reported with the logs
-        err.print(f"cristack demo: {e}")
-        for plan, stack in cluster:
-            for name, text in stack.logs().items():
-                label = f"{plan.name} {name}" if several else name
-                err.print(f"--- {label} log (tail) ---\n{text[-2000:]}", markup=False, highlight=False)
-        cluster.stop()
-        if sink:
-            sink.stop()
-        return 1
-    finally:
-        stop_follow.set()
-        for follower in followers:
-            if follower.ident is not None:  # a signal may land while it is being started
-                follower.join(1)
+    return None
 
-    console.rule("container output") if not opts.quiet else None
-    for plan, stack in cluster:
-        where = f"{plan.name} " if several else ""
-        for pod, ctr, line in container_output(stack.pod_logs):
-            console.print(f"[{where}{pod}/{ctr}] {line}", markup=False, highlight=False)
 
-    if sink is not None:
-        wait_complete(sink.store, sum(map(len, shares)), opts.runtime_type, timeout=5.0)
-        traces = start_traces(sink.store)
-        views = []
+@dataclass
+class _Demo:
+    """One run of ``cristack demo``, step by step: start (sink, nodes), run the pods once, show what they printed
+    and their start traces, and report where the spans went."""
+
+    opts: DemoOptions
+    console: Console
+    err: Console
+    pods: list[Path]
+    plans: list[NodePlan]
+    started: float = field(default_factory=time.monotonic)
+    sink: Sink | None = None
+    endpoint: str = ""
+    base: Path = field(default_factory=Path)
+    cluster: Cluster = field(init=False)
+    shares: list[list[Path]] = field(default_factory=list)  # the pods each node runs
+
+    @property
+    def several(self) -> bool:
+        return len(self.plans) > 1
+
+    def say(self, *args: object, **kwargs: object) -> None:
+        if not self.opts.quiet:
+            self.console.print(*args, **kwargs)
+
+    def start(self, cleanup: Cleanup) -> None:
+        """The embedded sink (unless --otlp-endpoint) and the nodes' stacks in a temp dir, each undone by
+        ``cleanup``; says what runs where."""
+        opts = self.opts
+        if opts.otlp_endpoint is None:
+            self.sink = Sink()
+            self.endpoint = self.sink.start().otlp_endpoint
+            cleanup.append(self.sink.stop)
+        else:
+            self.endpoint = opts.otlp_endpoint
+        self.base = Path(tempfile.mkdtemp(prefix="cristack-demo-"))
+        cleanup.append(lambda: shutil.rmtree(self.base, ignore_errors=True))
+        self.cluster = Cluster(self.base, self.plans, StackOptions(
+            runtime_type=opts.runtime_type, otlp_endpoint=self.endpoint, relist_period="0.2s", backoff_base="1s",
+            pull_latency_ms=40, pod_events=True, **stack_context(opts.parent)))
+        cleanup.append(self.cluster.stop)
+        self.cluster.add_manifests(self.pods, opts.spread)
+        self.shares = assign(self.pods, len(self.plans), opts.spread)
+        chain = "fake-kubelet → fake-crio → fake-conmon" if opts.runtime_type == "pod" else "fake-kubelet → fake-crio"
+        on = f" on {len(self.plans)} nodes" if self.several else ""
+        self.say(f"[bold]cristack demo[/bold]: {chain}{on} (runtime type {opts.runtime_type}), "
+                 f"traces to {'the embedded sink' if self.sink else self.endpoint}")
+        if opts.parent.context is not None:
+            self.say(f"pod starts are children of TRACEPARENT: trace {opts.parent.trace_id}, "
+                     f"span {opts.parent.span_id}", highlight=False)
+
+    def run_pods(self) -> int | None:
+        """Each node's kubelet with --runonce, following their pod events; the first non-zero exit code (0 when
+        all succeeded), or None when the stack failed to start (said, with the logs' tails, and stopped)."""
+        stop_follow = threading.Event()
+        followers: list[threading.Thread] = []
+        try:
+            kubelets = self.cluster.start(runonce=True)
+            for plan, share in zip(self.plans, self.shares, strict=True):
+                where = f" on {plan.name}" if self.several else ""
+                self.say(f"running {', '.join(p.name for p in share) or 'no pods'}{where} with fake-kubelet --runonce")
+            if not self.opts.quiet:
+                followers = self._follow_events(stop_follow)
+            deadline = time.monotonic() + self.opts.timeout
+            codes = [k.popen.wait(timeout=max(0.1, deadline - time.monotonic())) for k in kubelets]
+            return next((c for c in codes if c != 0), 0)
+        except Exception as e:  # noqa: BLE001 - a failure to start is reported with the logs
+            self.err.print(f"cristack demo: {e}")
+            for plan, stack in self.cluster:
+                for name, text in stack.logs().items():
+                    label = f"{plan.name} {name}" if self.several else name
+                    self.err.print(f"--- {label} log (tail) ---\n{text[-2000:]}", markup=False, highlight=False)
+            self.cluster.stop()
+            if self.sink:
+                self.sink.stop()
+            return None
+        finally:
+            stop_follow.set()
+            for follower in followers:
+                if follower.ident is not None:  # a signal may land while it is being started
+                    follower.join(1)
+
+    def _follow_events(self, stop: threading.Event) -> list[threading.Thread]:
+        """A thread per node printing its pod events as they come (fake-kubelet's --events-file)."""
+        followers = []
+        for plan, stack in self.cluster:
+            prefix = f"  {plan.name} " if self.several else "  "
+            followers.append(threading.Thread(target=podevents.follow, daemon=True, args=(
+                stack.events_file, lambda ev, prefix=prefix: print_event(self.console, ev, prefix=prefix),
+                stop, 0.05)))
+            followers[-1].start()
+        return followers
+
+    def show_output(self) -> None:
+        if not self.opts.quiet:
+            self.console.rule("container output")
+        for plan, stack in self.cluster:
+            where = f"{plan.name} " if self.several else ""
+            for pod, ctr, line in container_output(stack.pod_logs):
+                self.console.print(f"[{where}{pod}/{ctr}] {line}", markup=False, highlight=False)
+
+    def show_traces(self) -> None:
+        """Each pod's start trace as a tree (not with --quiet), its trace id, and the --json/--html files."""
+        assert self.sink is not None
+        store, opts = self.sink.store, self.opts
+        if opts.keep:  # still running: its spans may still be on their way
+            wait_complete(store, sum(map(len, self.shares)), opts.runtime_type, timeout=5.0)
+        traces = start_traces(store)
+        views, starts = [], []
         for spans in traces:
             root = next(s for s in spans if s.name == "syncPod")
-            where = f" on {root.resource.get('host.name', '?')}" if several else ""
-            title = f"syncPod {root.attributes.get('k8s.pod', '')}{where} · trace {root.trace_id}"
-            views.append((title, build(spans)))
+            where = f" on {root.resource.get('host.name', '?')}" if self.several else ""
+            views.append((f"syncPod {root.attributes.get('k8s.pod', '')}{where} · trace {root.trace_id}",
+                          build(spans)))
+            starts.append((f"{root.attributes.get('k8s.pod', '')}{where}", spans[0].trace_id))
         if not opts.quiet:
-            console.rule("traces")
+            self.console.rule("traces")
             for title, view in views:
-                print_trace(console, view, title, wide=opts.wide)
-            line = summary_line(sink.store, {v.trace_id for _, v in views})
+                print_trace(self.console, view, title, wide=opts.wide)
+            line = summary_line(store, {v.trace_id for _, v in views})
             if line:
-                console.print(line, highlight=False)
-        starts = []
-        for t in traces:
-            root = next(s for s in t if s.name == "syncPod")
-            where = f" on {root.resource.get('host.name', '?')}" if several else ""
-            starts.append((f"{root.attributes.get('k8s.pod', '')}{where}", t[0].trace_id))
+                self.console.print(line, highlight=False)
         for line in start_lines(starts, opts):
-            console.print(line, highlight=False, soft_wrap=True)
-        write_outputs(sink.store, views, opts, console)
-    if rc != 0:
-        err.print("cristack demo: a pod failed:")
-        for plan, stack in cluster:
-            where = f"{plan.name}: " if several else ""
+            self.console.print(line, highlight=False, soft_wrap=True)
+        write_outputs(store, views, opts, self.console)
+
+    def show_failures(self) -> None:
+        self.err.print("cristack demo: a pod failed:")
+        for plan, stack in self.cluster:
+            where = f"{plan.name}: " if self.several else ""
             for line in failure_lines(run_result(stack.result_file)):
-                err.print("  " + where + line, markup=False, highlight=False, soft_wrap=True)
-    if opts.keep:
-        return keep_running(cluster, sink, console, rc)
-    took = cluster.stop()  # a clean stop flushes what the exporters still hold
-    if sink is not None:
-        sink.stop()
-    else:
-        logs = {f"{plan.name} {name}": text for plan, stack in cluster for name, text in stack.logs().items()}
-        if export_failed(logs, endpoint):
-            err.print(f"cristack demo: nothing was accepted at {endpoint}: the components could not export their "
-                      "spans there", markup=False, highlight=False, soft_wrap=True)
-            if not opts.allow_export_failure:
-                shutil.rmtree(base, ignore_errors=True)
-                return 1
-        else:
-            console.print(f"traces sent to {endpoint}:", highlight=False)
-            for plan, stack in cluster:
-                for line in trace_id_lines(run_result(stack.result_file) or [], opts):
-                    console.print(f"  {plan.name + ' ' if several else ''}{line}", highlight=False, soft_wrap=True)
-    shutil.rmtree(base, ignore_errors=True)
-    say(f"done in {time.monotonic() - started:.1f}s (stopped in {max(took.values(), default=0):.2f}s)")
-    return 0 if rc == 0 else 1
+                self.err.print("  " + where + line, markup=False, highlight=False, soft_wrap=True)
+
+    def report_export(self) -> bool:
+        """With --otlp-endpoint: each pod's trace ids, or that nothing was accepted there (False)."""
+        logs = {f"{plan.name} {name}": text for plan, stack in self.cluster for name, text in stack.logs().items()}
+        if export_failed(logs, self.endpoint):
+            self.err.print(f"cristack demo: nothing was accepted at {self.endpoint}: the components could not "
+                           "export their spans there", markup=False, highlight=False, soft_wrap=True)
+            return False
+        self.console.print(f"traces sent to {self.endpoint}:", highlight=False)
+        for plan, stack in self.cluster:
+            for line in trace_id_lines(run_result(stack.result_file) or [], self.opts):
+                self.console.print(f"  {plan.name + ' ' if self.several else ''}{line}", highlight=False,
+                                   soft_wrap=True)
+        return True
 
 
 def trace_id_lines(pods: list[dict], opts: DemoOptions | None = None) -> list[str]:
@@ -414,7 +466,8 @@ def run_scenarios(names: list[str], opts: DemoOptions, console: Console | None =
                 request.resource_spans.extend(run.store.export_request().resource_spans)
         if summary:
             # The trace ids would name traces in a sink that is gone: --html/--json keep them (below).
-            mark = "[green]OK[/green]     " if finding.ok else "[red]MISSING[/red]"
+            mark = "[green]OK[/green]     " if finding.ok else "[red]MISSING[/red]" if finding.checked else \
+                "[red]UNCHECKED[/red]"
             console.print(f"{mark} {name:18s} {finding.summary}", highlight=False, no_wrap=True, overflow="ellipsis")
             continue
         for run in runs:
@@ -432,8 +485,8 @@ def run_scenarios(names: list[str], opts: DemoOptions, console: Console | None =
                 if view.trace_id in finding.trace_ids:
                     print_trace(console, view, title, wide=opts.wide)
         # One logical line (the terminal wraps it): a pipe or a log keeps the finding whole for grep.
-        console.print(("finding: " if finding.ok else "finding NOT seen: ") + finding.summary, highlight=False,
-                      soft_wrap=True)
+        said = "finding: " if finding.ok else "finding NOT seen: " if finding.checked else "no finding: "
+        console.print(said + finding.summary, highlight=False, soft_wrap=True)
     if summary and not (opts.html_out or opts.json_out):
         console.print("(the traces behind each line: --html FILE or --json FILE, or one scenario at a time)",
                       highlight=False, no_wrap=True, overflow="ellipsis")

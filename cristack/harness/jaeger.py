@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cristack.harness.backends import JaegerBackend
 from cristack.harness.procs import find_tool
 from cristack.harness.tracequery import JaegerQuery
 from cristack.lifeline import stop_process
@@ -82,6 +83,11 @@ class Jaeger:
     @property
     def query(self) -> JaegerQuery:
         return JaegerQuery(self.query_url)
+
+    @property
+    def backend(self) -> JaegerBackend:
+        """Its pod traces (the kubelet's syncPod traces) for ``wait_for_trace(pod_start(), match=pod_uid(uid))``."""
+        return JaegerBackend.kubelet_syncs(self.query_url, self.otlp_endpoint)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

@@ -1,12 +1,14 @@
-"""Workshop scenarios: ``examples/scenarios/NAME/`` (scenario.toml, manifests, faults, README),
+"""Workshop scenarios: ``examples/scenarios/NAME/`` (scenario.toml, manifests, faults, README, finding.py),
 each run through the whole stack against the embedded sink, with the finding a workshop
-exercise is about checked on the spans that came back.
+exercise is about checked on the spans that came back by ``find(runs)`` in the folder's finding.py
+(helpers for it below: ``sync_rows``, ``ids``, ``children``). A new scenario is a new folder.
 
 A scenario's ``scenario.toml``:
 
     title = "..."
-    mode = "runonce" | "timed"        # run the pods to completion, or for duration_s seconds
-    duration_s = 7
+    mode = "runonce" | "timed"        # run the pods to completion, or until `until` holds (at most duration_s)
+    duration_s = 30
+    until = "spans wait_for_exit_code 6"  # a condition (cristack.harness.scenario_conditions), after every action
     runtime_types = ["pod"]           # each runs once; oci-vs-pod lists both
     kubelet_sampling = 1000000        # samplingRatePerMillion
     crio_sampling = 1000000           # tracing_sampling_rate_per_million
@@ -14,8 +16,9 @@ A scenario's ``scenario.toml``:
     faults = "faults.toml"            # mock-only fault injection for fake-crio
     pull_bandwidth_mbps = 0           # mock-only: simulated registry bandwidth
     pods = 1                          # copies of each manifest (with distinct names)
-    [[action]]                        # timed changes: replace-manifest, add-manifest, stop-sink, start-sink
-    at_s = 4.0
+    [[action]]                        # changes, in file order: replace-manifest, add-manifest, stop-sink, start-sink
+    after = "sync app ImagePullBackOff"   # once this holds (a condition, or a list held one after the other),
+    at_s = 4.0                        # and this many seconds passed (a loaded machine moves what a time shows)
     do = "replace-manifest"
     file = "app.yaml"
     with = "fixed/app.yaml"
@@ -23,6 +26,7 @@ A scenario's ``scenario.toml``:
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -30,14 +34,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 
 from cristack.config.durations import parse_duration
 from cristack.config.tomlconf import read_toml
-from cristack.harness import expectations
 from cristack.harness.jaeger import free_ports
+from cristack.harness.procs import Proc
+from cristack.harness.scenario_conditions import Condition, Progress, needs, watch
+from cristack.harness.scenario_conditions import parse as parse_condition
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import Span, SpanStore
 from cristack.harness.stack import Stack, StackOptions, example
@@ -52,6 +59,7 @@ class Action:
     do: str
     file: str = ""
     with_: str = ""
+    after: list[Condition] = field(default_factory=list)  # waited for one after the other
 
 
 @dataclass
@@ -70,6 +78,7 @@ class Scenario:
     pods: int = 1
     kata: bool = False  # start a trace forwarder and point the kata handler's config at it
     actions: list[Action] = field(default_factory=list)
+    until: Condition | None = None  # a timed run ends once every action ran and this holds
 
     @property
     def manifests(self) -> list[Path]:
@@ -80,18 +89,19 @@ def scenarios_dir() -> Path:
     return example("scenarios")
 
 
-def names() -> list[str]:
-    return sorted(p.parent.name for p in scenarios_dir().glob("*/scenario.toml"))
+def names(root: Path | None = None) -> list[str]:
+    """The scenarios: every folder of ``root`` (default the shipped examples/scenarios/) with a scenario.toml."""
+    return sorted(p.parent.name for p in (root or scenarios_dir()).glob("*/scenario.toml"))
 
 
-def load(name: str) -> Scenario:
-    """Reads examples/scenarios/NAME/scenario.toml; ConfigError names the file and key."""
-    path = scenarios_dir() / name / "scenario.toml"
+def load(name: str, root: Path | None = None) -> Scenario:
+    """Reads examples/scenarios/NAME/scenario.toml (or ROOT/NAME/); ConfigError names the file and key."""
+    path = (root or scenarios_dir()) / name / "scenario.toml"
     if not path.is_file():
-        raise ConfigError(str(path), "", f"no scenario {name!r} (known: {', '.join(names())})")
+        raise ConfigError(str(path), "", f"no scenario {name!r} (known: {', '.join(names(root))})")
     doc = read_toml(path)
     known = {"title", "mode", "duration_s", "runtime_types", "kubelet_sampling", "crio_sampling", "backoff_base",
-             "faults", "pull_bandwidth_mbps", "pods", "action", "kata"}
+             "faults", "pull_bandwidth_mbps", "pods", "action", "kata", "until"}
     for key in doc:
         if key not in known:
             raise ConfigError(str(path), key, "unknown key")
@@ -101,7 +111,9 @@ def load(name: str) -> Scenario:
     for i, a in enumerate(doc.get("action", [])):
         if a.get("do") not in ACTIONS:
             raise ConfigError(str(path), f"action[{i}].do", f"expected one of {', '.join(ACTIONS)}")
-        actions.append(Action(float(a.get("at_s", 0)), a["do"], a.get("file", ""), a.get("with", "")))
+        given = a.get("after", [])
+        after = [_condition(path, f"action[{i}].after", c) for c in ([given] if isinstance(given, str) else given)]
+        actions.append(Action(float(a.get("at_s", 0)), a["do"], a.get("file", ""), a.get("with", ""), after))
     try:
         parse_duration(str(doc.get("backoff_base", "10s")))
     except ValueError as err:
@@ -114,8 +126,15 @@ def load(name: str) -> Scenario:
         crio_sampling=int(doc.get("crio_sampling", 1_000_000)), backoff_base=str(doc.get("backoff_base", "10s")),
         faults=path.parent / faults if faults else None,
         pull_bandwidth_mbps=float(doc.get("pull_bandwidth_mbps", 0)), pods=int(doc.get("pods", 1)),
-        kata=bool(doc.get("kata", False)),
-        actions=sorted(actions, key=lambda a: a.at_s))
+        kata=bool(doc.get("kata", False)), actions=actions,
+        until=_condition(path, "until", doc["until"]) if "until" in doc else None)
+
+
+def _condition(path: Path, key: str, text: object) -> Condition:
+    try:
+        return parse_condition(str(text))
+    except ValueError as err:
+        raise ConfigError(str(path), key, str(err)) from None
 
 
 @dataclass
@@ -178,12 +197,14 @@ def stack_options(scenario: Scenario, runtime_type: str, otlp_endpoint: str) -> 
         crio_args += ["--faults", str(scenario.faults)]
     if scenario.pull_bandwidth_mbps:
         crio_args += ["--pull-bandwidth-mbps", str(scenario.pull_bandwidth_mbps)]
-    return StackOptions(runtime_type=runtime_type, otlp_endpoint=otlp_endpoint, relist_period="0.2s",
+    opts = StackOptions(runtime_type=runtime_type, otlp_endpoint=otlp_endpoint, relist_period="0.2s",
                         backoff_base=scenario.backoff_base, backoff_max=backoff_max(scenario), gc_period="1s",
                         file_check_frequency="0.2s",
                         crio_sampling_per_million=scenario.crio_sampling,
                         kubelet_sampling_per_million=scenario.kubelet_sampling, crio_args=crio_args,
                         pull_latency_ms=30)
+    needs([*([scenario.until] if scenario.until else []), *(c for a in scenario.actions for c in a.after)], opts)
+    return opts
 
 
 def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = lambda _: None) -> Run:
@@ -195,27 +216,17 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
     base = Path(tempfile.mkdtemp(prefix=f"cristack-{scenario.name}-"))
     stack = Stack(base, stack_options(scenario, runtime_type, f"127.0.0.1:{grpc_port}"))
     _copy_manifests(scenario, stack.manifests)
-    rc: int | None = None
     forwarder = None
     try:
         if scenario.kata:
             forwarder = _start_kata(stack, base, f"127.0.0.1:{grpc_port}")
         kubelet = stack.start(runonce=scenario.mode == "runonce")
-        started = time.monotonic()
-        pending = list(scenario.actions)
-        end = started + (scenario.duration_s if scenario.mode == "timed" else 120)
-        while time.monotonic() < end:
-            now = time.monotonic() - started
-            while pending and pending[0].at_s <= now:
-                action = pending.pop(0)
-                say(f"  … at {action.at_s:g}s: {action.do} {action.file}".rstrip())
-                sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
-            if scenario.mode == "runonce" and kubelet.popen.poll() is not None:
-                rc = kubelet.popen.returncode
-                break
-            time.sleep(0.05)
-        for action in pending:  # whatever the runonce finished before
+
+        def act(action: Action) -> None:
+            nonlocal sink
             sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
+
+        rc = _drive(scenario, Progress(store, stack, runtime_type), kubelet, act, say)
         pod_logs = _pod_logs(stack)
         # Every component exports what it holds before it exits, and the sink stores a request before it
         # answers: once they have stopped, their spans are in the store. The agents' last frames went to the
@@ -229,6 +240,48 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
         if sink is not None:
             sink.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _drive(scenario: Scenario, progress: Progress, kubelet: Proc, act: Callable[[Action], None],
+           say: Callable[[str], None]) -> int | None:
+    """Takes the scenario's actions in order, each once its ``at_s`` has passed and its ``after`` conditions have
+    held one after the other, until the run is over: the kubelet's --runonce exit (its code is returned), or,
+    timed, ``until`` holding after the last action; at most ``duration_s`` (runonce: 120 s), after which the
+    actions left run."""
+    started = time.monotonic()
+    end = started + (scenario.duration_s if scenario.mode == "timed" else 120)
+    until = scenario.until if scenario.mode == "timed" else None
+    steps: list[Action | None] = [*scenario.actions, *([None] if until is not None else [])]  # None: the end
+    conds: list[Condition] = []  # what the next step still waits for, in order
+    check: Callable[[], bool] | None = None  # conds[0], watched since it became the first
+    if steps:
+        conds = list(steps[0].after) if steps[0] is not None else [until]
+    while time.monotonic() < end:
+        while steps and (steps[0] is None or steps[0].at_s <= time.monotonic() - started):
+            if conds:
+                check = check or watch(conds[0], progress)
+                if not check():
+                    break
+                conds.pop(0)
+                check = None
+                continue
+            step = steps.pop(0)
+            if step is None:
+                return None
+            because = f" ({', '.join(map(str, step.after))})" if step.after else ""
+            say(f"  … at {time.monotonic() - started:.1f}s{because}: {step.do} {step.file}".rstrip())
+            act(step)
+            if steps:
+                conds = list(steps[0].after) if steps[0] is not None else [until]
+        if scenario.mode == "runonce" and kubelet.popen.poll() is not None:
+            return kubelet.popen.returncode
+        time.sleep(0.05)
+    if conds:
+        say(f"  … not seen within {scenario.duration_s:g}s: {conds[0]}")
+    for step in steps:
+        if step is not None:
+            act(step)
+    return None
 
 
 def _start_kata(stack: Stack, base: Path, otlp_endpoint: str):  # noqa: ANN202
@@ -299,6 +352,40 @@ class Finding:
     trace_ids: list[str] = field(default_factory=list)  # shown as trees (terminal and HTML)
     details: dict[str, Any] = field(default_factory=dict)
     timeline: list[SyncRow] = field(default_factory=list)  # every sync of the pod the exercise is about
+    checked: bool = True  # False: the scenario's folder says nothing to look for, so nothing was
+
+
+FINDING_FILE = "finding.py"
+
+
+def find(scenario: Scenario, runs: list[Run]) -> Finding:
+    """The scenario's finding on ``runs``, by ``find(runs)`` of the ``finding.py`` in its own folder. A folder
+    without one ran but checked nothing, and says so: it is never reported as seen."""
+    path = scenario.dir / FINDING_FILE
+    if not path.is_file():
+        return Finding(False, f"nothing checked: {scenario.dir.name}/ has no {FINDING_FILE} saying what to find",
+                       checked=False)
+    return load_finding(path)(runs)
+
+
+def load_finding(path: Path) -> Callable[[list[Run]], Finding]:
+    """``find`` of a scenario's ``finding.py``; ConfigError naming the file when it has none."""
+    found = getattr(finding_module(path), "find", None)
+    if not callable(found):
+        raise ConfigError(str(path), "find", "a scenario's finding.py defines find(runs) -> Finding")
+    return found
+
+
+def finding_module(path: Path) -> ModuleType:
+    """A scenario's ``finding.py``, imported from its folder."""
+    module_name = f"cristack_scenario_{path.parent.name.replace('-', '_')}_finding"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(str(path), "", "not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # where dataclasses (and pickling) look a class's module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def sync_rows(r: Run, pod: str) -> list[SyncRow]:
@@ -308,7 +395,7 @@ def sync_rows(r: Run, pod: str) -> list[SyncRow]:
         root = next(s for s in t if s.name == "syncPod" and not s.parent_span_id)
         exc = next((e for e in root.events if e.name == "exception"), None)
         calls = [c.name.rsplit("/", 1)[-1] + ("✗" if c.status == "ERROR" else "") for c in
-                 sorted(_children(t, root), key=lambda c: c.start) if c.service == "kubelet" and c.kind == "CLIENT"]
+                 sorted(children(t, root), key=lambda c: c.start) if c.service == "kubelet" and c.kind == "CLIENT"]
         rows.append(SyncRow(root.trace_id, root.start, pod, str(root.attributes.get("k8s.pod.uid", "")),
                             str(root.attributes.get("k8s.pod.update_type", "")),
                             str(exc.attributes.get("exception.type", "")) if exc else "",
@@ -316,246 +403,19 @@ def sync_rows(r: Run, pod: str) -> list[SyncRow]:
     return rows
 
 
-def _ids(traces: list[list[Span]]) -> list[str]:
+def ids(traces: list[list[Span]]) -> list[str]:
     return [t[0].trace_id for t in traces]
 
 
-def _children(trace: list[Span], parent: Span) -> list[Span]:
+def children(trace: list[Span], parent: Span) -> list[Span]:
     return [s for s in trace if s.parent_span_id == parent.span_id]
 
 
-def find_hello(runs: list[Run]) -> Finding:
-    r = runs[0]
-    traces = r.sync_traces("hello", "create")
-    ok = bool(traces) and all(ok for _, ok in expectations.check(traces[0], r.runtime_type)) and \
-        "hi" in r.pod_logs.get("hello/hello", [])
-    n = len(traces[0]) if traces else 0
-    return Finding(ok, f"one syncPod trace of {n} spans across kubelet, crio and conmonrs; the container said hi",
-                   _ids(traces[:1]))
-
-
-def find_image_pull_backoff(runs: list[Run]) -> Finding:
-    r = runs[0]
-    failed = [s for s in r.spans() if s.service == "kubelet" and s.name == "runtime.v1.ImageService/PullImage"
-              and s.status == "ERROR"]
-    # CRI-O logs nothing at info level for a failed pull: the registry's message is the crio
-    # SERVER span's status (gRPC UNKNOWN), and the kubelet's CLIENT span's.
-    registry_events = [s for s in r.spans() if s.service == "crio" and s.name == "runtime.v1.ImageService/PullImage"
-                       and s.status == "ERROR"]
-    timeline = sync_rows(r, "app")
-    pull_errors = [row for row in timeline if row.error == "ErrImagePull"]
-    backoff_syncs = [row for row in timeline if row.error == "ImagePullBackOff"]
-    fixed = [row for row in timeline if row.update_type == "create" and "StartContainer" in row.calls]
-    message = registry_events[0].status_message if registry_events else ""
-    # Between pulls the kubelet waits the back-off, counted from the failed pull: the next PullImage comes no sooner.
-    pulls = sorted(failed, key=lambda s: s.start)
-    waits = [(b.start - a.end) / 1e9 for a, b in zip(pulls, pulls[1:], strict=False)]
-    ok = (bool(failed) and "no such host" in message and bool(backoff_syncs) and bool(fixed)
-          and not any("PullImage" in c for row in backoff_syncs for c in row.calls))
-    return Finding(ok, f"{len(failed)} ERROR PullImage span(s), the registry said '…{message[-40:]}'; "
-                       f"{len(backoff_syncs)} ImagePullBackOff sync(s) without a PullImage; waits between pulls "
-                       f"{', '.join(f'{w:.1f}s' for w in waits)}; after the fix a new pod started",
-                   [row.trace_id for row in pull_errors[:1] + backoff_syncs[:1] + fixed[:1]],
-                   {"registry_message": message, "failed_pulls": len(failed), "backoffs": len(backoff_syncs),
-                    "pull_waits": waits}, timeline)
-
-
-def backoff_kept(wait: float, delay: float) -> bool:
-    """Whether a restart ``wait`` seconds after the exit kept a back-off of ``delay``: never sooner (the kubelet
-    does not restart inside the window), and late only by the time it takes to notice and sync (a relist period
-    and a loaded machine's scheduling)."""
-    return delay - 0.05 <= wait <= delay + 0.3 + 0.1 * delay
-
-
-def find_crashloop(runs: list[Run]) -> Finding:
-    """The kubelet restarts at once after the first crash, then waits the back-off counted from each exit:
-    base, 2×base, 4×base, ... (doubling exactly, as flowcontrol.Backoff does)."""
-    r = runs[0]
-    timeline = sync_rows(r, "crasher")
-    starts = [row for row in timeline if "StartContainer" in row.calls]
-    loops = [row for row in timeline if row.error == "CrashLoopBackOff"]
-    # A container's exit: the end of conmonrs's wait_for_exit_code in the trace that started it.
-    exits = []
-    for row in starts:
-        waited = [s for s in r.store.trace(row.trace_id) if s.name == "wait_for_exit_code"]
-        exits.append(max(s.end for s in waited) / 1e9 if waited else None)
-    waits = [b.start / 1e9 - e for e, b in zip(exits, starts[1:], strict=False) if e is not None]
-    gaps = [(b.start - a.start) / 1e9 for a, b in zip(starts, starts[1:], strict=False)]
-    base = parse_duration(r.scenario.backoff_base)
-    doubling = len(waits) >= 3 and all(backoff_kept(w, base * 2 ** i) for i, w in enumerate(waits[1:]))
-    ok = len(starts) >= 3 and doubling and bool(loops) and all(not row.calls for row in loops)
-    return Finding(ok, f"{len(starts)} starts, each in its own syncPod trace, "
-                       f"{', '.join(f'{g:.1f}s' for g in gaps)} apart; waits from an exit to the next start "
-                       f"{', '.join(f'{w:.1f}s' for w in waits)} (first restart at once, then doubling); "
-                       f"{len(loops)} CrashLoopBackOff sync(s), no CRI calls in them",
-                   [row.trace_id for row in starts[1:2] + loops[:1]], {"gaps": gaps, "waits": waits,
-                                                                      "starts": len(starts)}, timeline)
-
-
-def find_slow_storage(runs: list[Run]) -> Finding:
-    r = runs[0]
-    traces = r.sync_traces("hello", "create")
-    # CRI-O creates the container's storage inside createSandboxContainer (no span of its own).
-    slow = [s for t in traces for s in t if s.name.endswith("(*Server).createSandboxContainer")]
-    if not slow:
-        return Finding(False, "no createSandboxContainer span found")
-    trace = next(t for t in traces if slow[0] in t)
-    parent = next(s for s in trace if s.span_id == slow[0].parent_span_id)
-    siblings = _children(trace, parent)
-    longest = max(siblings, key=lambda s: s.duration_ns)
-    ok = longest is slow[0] and slow[0].duration_ns >= 0.6e9
-    return Finding(ok, f"{slow[0].name.rsplit('/', 1)[-1]} took {slow[0].duration_ns / 1e6:.0f} ms, the longest "
-                       f"child of {parent.name.rsplit('/', 1)[-1]}", _ids([trace]))
-
-
-def find_conmonrs_orphaned(runs: list[Run]) -> Finding:
-    """The monitor's spans are not in the pod's trace: they share one trace of their own whose
-    roots name a parent that was never exported (conmon-rs v0.8.0's backend span)."""
-    r = runs[0]
-    syncs = r.sync_traces("hello", "create")
-    spans = r.spans()
-    exported = {s.span_id for s in spans}
-    rpcs = [s for s in spans if s.service == "conmonrs" and s.name in ("create_container", "version")]
-    in_sync = [s for t in syncs for s in t if s.service == "conmonrs"]
-    clients = [s for t in syncs for s in t if s.name == "conmonrs-client: CreateContainer"]
-    childless = [c for c in clients if not any(s.parent_span_id == c.span_id for s in spans)]
-    monitor_traces = {s.trace_id for s in rpcs}
-    parents = {s.parent_span_id for s in rpcs}
-    ok = (bool(syncs) and bool(rpcs) and not in_sync and len(childless) == len(clients) > 0
-          and len(monitor_traces) == 1 and len(parents) == 1 and not parents & exported)
-    return Finding(ok, f"{len(clients)} conmonrs-client: CreateContainer span(s) without children in the pod's "
-                       f"trace; {len(rpcs)} conmonrs RPC span(s) in {len(monitor_traces)} trace(s) of their own, "
-                       f"under {len(parents)} parent id(s) never exported",
-                   _ids(syncs[:1]) + sorted(monitor_traces),
-                   {"monitor_traces": len(monitor_traces), "missing_parents": sorted(parents - exported)})
-
-
-def find_slow_pull(runs: list[Run]) -> Finding:
-    r = runs[0]
-    pulls = [s for s in r.spans() if s.name.endswith("(*Server).pullImage")]
-    if not pulls:
-        return Finding(False, "no pullImage span")
-    trace = r.store.trace(pulls[0].trace_id)
-    layers = [s for s in trace if s.parent_span_id == pulls[0].span_id and "copyLayer" in s.name]
-    biggest = max(layers, key=lambda s: s.attributes.get("layer.size", 0)) if layers else None
-    longest = max(layers, key=lambda s: s.duration_ns) if layers else None
-    # How many layers were copied at once: the most spans open at any layer's start.
-    overlap = max((sum(1 for o in layers if o.start <= s.start < o.end) for s in layers), default=0)
-    ok = len(layers) == 12 and biggest is longest and pulls[0].duration_ns > 1e9
-    return Finding(ok, f"pullImage {pulls[0].duration_ns / 1e9:.1f}s over {len(layers)} copyLayer spans, at most "
-                       f"{overlap} at a time; the "
-                       f"biggest layer ({(biggest.attributes.get('layer.size', 0) if biggest else 0) / 2**20:.0f} MiB)"
-                       " took longest", _ids([trace]))
-
-
-def find_sampling(runs: list[Run]) -> Finding:
-    r = runs[0]
-    pods = r.scenario.pods
-    sampled = r.sync_traces(update_type="create")
-    crio_roots = [s for s in r.spans() if s.service == "crio" and not s.parent_span_id]
-    crio_outside = [s for s in r.spans() if s.service == "crio" and s.trace_id not in
-                    {t[0].trace_id for t in r.traces() if any(x.service == "kubelet" for x in t)}]
-    share = len(sampled) / pods
-    ok = 0 < len(sampled) <= pods * 0.3 and not crio_roots and not crio_outside
-    return Finding(ok, f"{len(sampled)} of {pods} pod starts traced ({share:.0%}, rate 10%); every crio span sits "
-                       "under a sampled kubelet span; crio started no trace of its own", _ids(sampled[:3]),
-                   {"sampled": len(sampled), "pods": pods})
-
-
-OCI_IMPL = "github.com/cri-o/cri-o/internal/oci.(*runtimeOCI)."
-
-
-def find_oci_vs_pod(runs: list[Run]) -> Finding:
-    shapes = {}
-    ids = []
-    for r in runs:
-        t = r.sync_traces("hello", "create")
-        shapes[r.runtime_type] = {(s.service, s.name) for s in t[0]} if t else set()
-        ids += _ids(t[:1])
-    conmon = {x for x in shapes.get("pod", set()) ^ shapes.get("oci", set())}
-    # With pod, conmon-rs does creation and exec; with oci, CRI-O's runtimeOCI (runc) does.
-    only_conmon = all(svc == "conmonrs" or name.startswith(("conmonrs-client", OCI_IMPL)) for svc, name in conmon)
-    ok = bool(conmon) and only_conmon and not {x for x in shapes.get("oci", set()) if x[0] == "conmonrs"}
-    return Finding(ok, f"the traces differ in {len(conmon)} span kinds, all conmonrs, conmonrs-client or "
-                       "runtimeOCI; oci has no conmonrs span", ids, {"difference": sorted(conmon)})
-
-
-def find_collector_outage(runs: list[Run]) -> Finding:
-    r = runs[0]
-    traced = {p: bool(r.sync_traces(p, "create")) for p in ("before", "during", "after")}
-    ran = {p: f"{p}/main" in r.pod_logs for p in traced}
-    warnings = sum(text.count("cannot export spans") for text in r.logs.values())
-    ok = traced == {"before": True, "during": False, "after": True} and all(ran.values())
-    return Finding(ok, f"traced: {', '.join(p for p, t in traced.items() if t)}; lost: "
-                       f"{', '.join(p for p, t in traced.items() if not t) or 'none'}; all three pods ran; "
-                       f"{warnings} warning line(s) in all", _ids(r.sync_traces("before", "create")[:1] +
-                                                                  r.sync_traces("after", "create")[:1]))
-
-
-def find_multi_container(runs: list[Run]) -> Finding:
-    r = runs[0]
-    syncs = r.sync_traces("web")
-    creates = [sum(1 for x in t if x.service == "kubelet" and x.name.endswith("CreateContainer")) for t in syncs]
-    first = syncs[0] if syncs else []
-    init_first = sum(1 for s in first if s.name.endswith("CreateContainer") and s.service == "kubelet") == 1
-    later = [t for t in syncs[1:] if sum(1 for s in t if s.service == "kubelet" and s.name.endswith(
-        "CreateContainer")) == 2]
-    probes = [t for t in r.traces() if any(
-        s.name == "runtime.v1.RuntimeService/ExecSync" and s.service == "kubelet" and not s.parent_span_id
-        for s in t) and any(s.name == "exec_sync_container" for s in t)]
-    ok = init_first and bool(later) and bool(probes)
-    return Finding(ok, f"first syncPod starts the init container only; a later one starts both containers; "
-                       f"{len(probes)} readiness probe(s), each an ExecSync root trace down to exec_sync_container",
-                   _ids(syncs[:1] + later[:1] + probes[:1]), {"creates": creates}, sync_rows(r, "web"))
-
-
-def find_kata(runs: list[Run]) -> Finding:
-    """Kata's traces are the shim's own: the pod's syncPod trace ends at CRI-O; the shim's rootSpan trace (service
-    kata) holds the VM's work, with the agent's RPC spans under the shim's ttrpc spans; the agent's root-span is a
-    trace of its own."""
-    r = runs[0]
-    syncs = r.sync_traces("vm-pod", "create")
-    if not syncs:
-        return Finding(False, "no syncPod trace for the kata pod")
-    in_pod_trace = [s for s in syncs[0] if s.service in ("kata", "kata-agent")]
-    shim = [t for t in r.traces() if any(s.service == "kata" and s.name == "rootSpan" and not s.parent_span_id
-                                         for s in t)]
-    agent_rpcs: list[Span] = []
-    for t in shim:
-        by_id = {s.span_id: s for s in t}
-        agent_rpcs += [s for s in t if s.service == "kata-agent" and s.name == "create_container"
-                       and by_id.get(s.parent_span_id) is not None
-                       and by_id[s.parent_span_id].name == "ttrpc.CreateContainer"]
-    agent_roots = [t for t in r.traces() if any(s.service == "kata-agent" and s.name == "root-span"
-                                                and not s.parent_span_id for s in t)]
-    ok = not in_pod_trace and bool(shim) and bool(agent_rpcs) and bool(agent_roots)
-    return Finding(ok, f"the pod's syncPod trace has {len(in_pod_trace)} Kata spans: the shim (service kata) traces "
-                       f"on its own, {len(shim)} rootSpan trace(s) holding the VM's work, with "
-                       f"{len(agent_rpcs)} agent create_container span(s) under its ttrpc.CreateContainer; "
-                       f"the agent's root-span is a trace of its own ({len(agent_roots)})",
-                   _ids(syncs[:1] + shim[:1] + agent_roots[:1]))
-
-
-FINDINGS: dict[str, Callable[[list[Run]], Finding]] = {
-    "kata": find_kata,
-    "hello": find_hello,
-    "image-pull-backoff": find_image_pull_backoff,
-    "crashloop": find_crashloop,
-    "slow-storage": find_slow_storage,
-    "slow-pull": find_slow_pull,
-    "sampling": find_sampling,
-    "oci-vs-pod": find_oci_vs_pod,
-    "collector-outage": find_collector_outage,
-    "multi-container": find_multi_container,
-    "conmonrs-orphaned": find_conmonrs_orphaned,
-}
-
-
 def run_scenario(name: str, say: Callable[[str], None] = lambda _: None) -> tuple[list[Run], Finding]:
+    """Runs scenario ``name`` once per runtime type and checks its finding on the runs."""
     scenario = load(name)
     runs = [run(scenario, rt, say=say) for rt in scenario.runtime_types]
-    finding = FINDINGS.get(name, lambda _runs: Finding(True, "ran"))(runs)
-    return runs, finding
+    return runs, find(scenario, runs)
 
 
 if __name__ == "__main__":  # python -m cristack.harness.scenarios NAME

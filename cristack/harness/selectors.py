@@ -30,7 +30,7 @@ A`` (the subject first). Pseudo-classes pick among the matches of their compound
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -473,9 +473,3 @@ def select(spans: Iterable[Span], selector: str | Selector) -> list[Span]:
     """The spans of ``spans`` that ``selector`` picks, in start-time order."""
     sel = parse(selector) if isinstance(selector, str) else selector
     return sel.select(list(spans))
-
-
-def matcher(selector: str | Selector) -> Callable[[Sequence[Span]], bool]:
-    """A predicate on a whole trace: whether the selector picks any span in it."""
-    sel = parse(selector) if isinstance(selector, str) else selector
-    return lambda spans: bool(sel.select(list(spans)))

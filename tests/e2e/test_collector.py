@@ -18,8 +18,6 @@ from cristack.harness.stack import example
 from tests.conftest import IN_CI
 from tests.support.collector import start_collector
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def sinks() -> Iterator[dict[str, Sink]]:

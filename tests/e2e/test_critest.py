@@ -25,7 +25,6 @@ else:  # pragma: no cover - Python 3.10 (pyproject pulls in tomli there)
     import tomli as tomllib
 
 SPECS_FILE = Path(__file__).with_name("critest-specs.toml")
-pytestmark = pytest.mark.e2e
 # Per runtime type the focused specs take ~20 s on 2 idle cores; the cap only stops a hang.
 CRITEST_TIMEOUT_S = 300
 SUMMARY = re.compile(r"Ran (\d+) of (\d+) Specs in [\d.]+ seconds\n(?:SUCCESS|FAIL)! -- (\d+) Passed \| (\d+) Failed")

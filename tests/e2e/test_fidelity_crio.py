@@ -12,8 +12,6 @@ from cristack.otel.tracediff import Allowlist, diff
 from tests.conftest import require_tool
 from tests.support.fidelity import ALLOWLIST, CRIO_RECORDINGS, CrioRecording, load, record_lifecycle
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.mark.parametrize("rec", CRIO_RECORDINGS, ids=lambda r: Path(r.file).stem)
 def test_crictl_session_matches_the_recording(rec: CrioRecording, tmp_path: Path) -> None:

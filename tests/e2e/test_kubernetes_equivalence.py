@@ -19,15 +19,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 from cristack.harness.procs import component_argv
 from tests.conftest import require_tool
 from tests.support.cri import ready_pod_ips
 from tests.support.kubepod import LocalPod, service_addresses, write_configmap_volume
 from tests.support.kustomize import REPO, find, objects, render
 
-pytestmark = pytest.mark.e2e
 NODES = 3
 STATEFULSET = "cristack-node"
 

@@ -25,8 +25,6 @@ from tests.support.kustomize import (
     schema_root,
 )
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def kustomize() -> str:

@@ -39,8 +39,6 @@ from cristack.harness.procs import find_tool
 from cristack.harness.sink.receiver import Sink
 from tests.conftest import free_port, start_conmon, start_crio
 
-pytestmark = pytest.mark.e2e
-
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "tests" / "data" / "real" / "recipes" / "kubelet"
 KUBELET_VERSION = "v1.36.3"

@@ -10,13 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from cristack.harness.procs import component_argv
 from cristack.harness.sink.store import Span, flatten
 from cristack.otel import otlpjson
-
-pytestmark = pytest.mark.e2e
 
 
 def cristack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from cristack.harness import expectations
+from cristack.harness.assertions import POD_START_SYNC, spans_from
+from cristack.harness.backends import JaegerBackend
 from cristack.harness.procs import component_argv
 from cristack.harness.sink.store import flatten
-from cristack.harness.tracequery import JaegerQuery, wait_for_trace
+from cristack.harness.tracequery import JaegerQuery
 from cristack.otel import otlpjson
 from tests.conftest import IN_CI, free_port
 
@@ -29,14 +31,12 @@ def run(*args: str, timeout: float = 90, env: dict | None = None) -> subprocess.
 
 def test_demo_prints_output_tree_and_writes_json_and_html(tmp_path: Path) -> None:
     out_json, out_html = tmp_path / "out.json", tmp_path / "out.html"
-    started = time.monotonic()
+    # How long it takes is a figure, not a test: `make bench` measures the demo's wall time (docs/benchmarks.md).
     proc = run("demo", "--json", str(out_json), "--html", str(out_html))
-    took = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[hello/hello] hi" in proc.stdout
     assert "[hello/hello-tty] hi from a terminal\n" in proc.stdout, "a tty's carriage return is not printed"
     assert "fork_posix" not in proc.stdout + proc.stderr, "no gRPC fork warnings from starting the components"
-    assert took < 10
     tree = proc.stdout.split("traces", 1)[1]
     for service, name in (("kubelet", "syncPod"), ("crio", "runtime.v1.RuntimeService/RunPodSandbox"),
                           ("conmonrs", "create_container"), ("conmonrs", "wait_for_exit_code"),
@@ -125,8 +125,8 @@ def test_up_runs_until_interrupted_and_traces_dropped_manifests(tmp_path: Path) 
             time.sleep(0.1)
         (manifests / "hello.yaml").write_text(
             Path(__file__).resolve().parents[2].joinpath("examples/pods/hello.yaml").read_text())
-        trace = wait_for_trace(query, timeout=30)
-        assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
+        trace = JaegerBackend.kubelet_syncs(query.base_url).wait_for_trace(
+            spans_from("kubelet", "crio", "conmonrs"), match=POD_START_SYNC, timeout=30)
         assert trace[0].trace_id == trace_id, "the pod's start is a child of TRACEPARENT"
     finally:
         os.killpg(proc.pid, signal.SIGINT)

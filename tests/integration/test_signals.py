@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cristack.harness.procs import component_argv
+from tests.support.pace import allowance, interpreter_start, timed
 
 
 def descendants(pid: int) -> set[int]:
@@ -89,70 +90,76 @@ def wait_components(proc: subprocess.Popen, n: int = 3, timeout: float = 10.0) -
         time.sleep(0.05)
 
 
-def assert_clean_exit(proc: subprocess.Popen, procs: set[int], tmp: Path, budget: float) -> None:
-    started = time.monotonic()
-    try:
-        proc.wait(timeout=budget + 5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError(f"cristack up did not exit within {budget + 5} s") from None
-    took = time.monotonic() - started
-    assert took <= budget, f"cristack up took {took:.2f} s to exit (budget {budget} s)"
+def assert_clean_exit(proc: subprocess.Popen, procs: set[int], tmp: Path, reference: float) -> None:
+    """Exits within 3 s (on a loaded machine, plus ``reference``: how long the same machine just took to start
+    what is stopping, tests/support/pace.py), leaving no process, no temp dir and no traceback."""
+    budget = allowance(3.0, reference)
+    with timed() as took:
+        try:
+            proc.wait(timeout=budget + 5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f"cristack up did not exit within {budget + 5:.1f} s") from None
+    assert took.seconds <= budget, f"cristack up took {took.seconds:.2f} s to exit (budget {budget:.1f} s)"
     left = wait_gone(procs)
     assert not left, f"processes left running: {[Path(f'/proc/{p}/cmdline').read_text() for p in left]}"
     assert list(tmp.iterdir()) == [], f"temp dirs left behind: {list(tmp.iterdir())}"
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
 
 
+def serving_up(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path, set[int], float]:
+    """`cristack up` started and serving, its five processes (kubelet, crio, conmon and the two fork servers),
+    and the seconds that took."""
+    with timed() as started:
+        proc, tmp = start_up(tmp_path, *extra)
+        wait_banner(proc)
+        procs = wait_components(proc, 5)
+    assert len(procs) >= 3
+    return proc, tmp, procs, started.seconds
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_while_serving_stops_everything_and_removes_the_temp_dir(tmp_path: Path, sig) -> None:
-    proc, tmp = start_up(tmp_path)
-    wait_banner(proc)
-    procs = wait_components(proc, 5)  # kubelet, crio, conmon and the two fork servers
-    assert len(procs) >= 3
+    proc, tmp, procs, started = serving_up(tmp_path)
     proc.send_signal(sig)
-    assert_clean_exit(proc, procs, tmp, budget=3.0)
+    assert_clean_exit(proc, procs, tmp, started)
 
 
 def test_a_signal_while_starting_stops_everything(tmp_path: Path) -> None:
+    reference = interpreter_start()  # the stack never comes up: a reference of its own
     proc, tmp = start_up(tmp_path)
     procs = wait_components(proc, 1)  # the first component has been started, the stack is not up yet
     procs |= descendants(proc.pid)
     proc.send_signal(signal.SIGTERM)
     procs |= descendants(proc.pid)
-    assert_clean_exit(proc, procs, tmp, budget=3.0)
+    assert_clean_exit(proc, procs, tmp, reference)
 
 
 def test_a_second_signal_during_shutdown_does_not_cut_the_cleanup_short(tmp_path: Path) -> None:
-    proc, tmp = start_up(tmp_path)
-    wait_banner(proc)
-    procs = wait_components(proc, 5)
+    proc, tmp, procs, started = serving_up(tmp_path)
     proc.send_signal(signal.SIGTERM)
     for _ in range(5):
         time.sleep(0.02)
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-    assert_clean_exit(proc, procs, tmp, budget=3.0)
+    assert_clean_exit(proc, procs, tmp, started)
 
 
 def test_a_closed_stdout_stops_everything(tmp_path: Path) -> None:
     """`cristack up | head -8`: once the reader is gone, up notices and stops."""
-    proc, tmp = start_up(tmp_path)
-    wait_banner(proc)
-    procs = wait_components(proc, 5)
+    proc, tmp, procs, started = serving_up(tmp_path)
     assert proc.stdout is not None
     proc.stdout.close()
-    assert_clean_exit(proc, procs, tmp, budget=3.0)
+    assert_clean_exit(proc, procs, tmp, started)
 
 
 def test_killed_outright_its_components_die_with_it(tmp_path: Path) -> None:
     """SIGKILL runs no cleanup: the parent-death signal still stops every component."""
-    proc, _ = start_up(tmp_path)
-    wait_banner(proc)
-    procs = wait_components(proc, 5)
+    proc, _, procs, started = serving_up(tmp_path)
     proc.kill()
     proc.wait()
-    assert not wait_gone(procs, timeout=5.0)
+    # Each component stops on its own (its parent-death signal): within 5 s, plus the machine's pace.
+    assert not wait_gone(procs, timeout=allowance(5.0, started))
 
 
 def test_keep_keeps_the_temp_dir_and_names_it(tmp_path: Path) -> None:
@@ -170,7 +177,8 @@ def test_keep_keeps_the_temp_dir_and_names_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize("state", ["starting", "serving"])
 def test_each_component_exits_within_2s_of_a_signal(tmp_path: Path, component: str, sig, state: str) -> None:
     """A component stops within 2 s of SIGINT/SIGTERM whether it is still starting or serving, and takes its
-    fork server with it."""
+    fork server with it. On a loaded machine: 2 s plus how long the same machine just took to start it (serving),
+    or to start an interpreter with the components' imports (starting) (tests/support/pace.py)."""
     from cristack.harness.procs import serving
     from cristack.wire.endpoints import parse_endpoint
 
@@ -181,21 +189,24 @@ def test_each_component_exits_within_2s_of_a_signal(tmp_path: Path, component: s
         args += ["--runroot", str(tmp_path / "runroot")]
     from cristack.lifeline import held_sigint
 
-    with held_sigint():  # as the harness starts components (procs.start): CPython's own start is not ours
-        proc = subprocess.Popen(component_argv(component, *args), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-    if state == "serving":
-        deadline = time.monotonic() + 30
-        while not serving(parse_endpoint(str(sock))):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        procs = wait_components(proc, 1)  # its fork server
-    else:
-        procs = descendants(proc.pid)
+    reference = interpreter_start() if state == "starting" else 0.0
+    with timed() as start:
+        with held_sigint():  # as the harness starts components (procs.start): CPython's own start is not ours
+            proc = subprocess.Popen(component_argv(component, *args), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+        if state == "serving":
+            deadline = time.monotonic() + 30
+            while not serving(parse_endpoint(str(sock))):
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            procs = wait_components(proc, 1)  # its fork server
+        else:
+            procs = descendants(proc.pid)
+    budget = allowance(2.0, reference if state == "starting" else start.seconds)
     proc.send_signal(sig)
-    started = time.monotonic()
-    proc.wait(timeout=10)
-    assert time.monotonic() - started <= 2.0
+    with timed() as took:
+        proc.wait(timeout=budget + 10)
+    assert took.seconds <= budget, f"{took.seconds:.2f} s to exit (budget {budget:.1f} s)"
     assert not wait_gone(procs | descendants(proc.pid))
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
 
@@ -208,12 +219,13 @@ def test_a_signal_during_cristack_demo_stops_everything_and_removes_its_temp_dir
                             env={**os.environ, "TMPDIR": str(tmp), "NO_COLOR": "1"}, text=True,
                             start_new_session=True)
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if "running hello.yaml" in line:
-            break
-    procs = wait_components(proc, 3)
+    with timed() as started:
+        for line in proc.stdout:
+            if "running hello.yaml" in line:
+                break
+        procs = wait_components(proc, 3)
     proc.send_signal(sig)
-    assert_clean_exit(proc, procs, tmp, budget=3.0)
+    assert_clean_exit(proc, procs, tmp, started.seconds)
 
 
 def test_a_repeated_stop_signal_neither_kills_a_component_mid_shutdown_nor_prints_a_traceback(make_stack, sink):

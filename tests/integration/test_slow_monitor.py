@@ -13,8 +13,24 @@ import grpc
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 from tests.integration.test_kubelet import containers, manifest, pod_status, sandboxes, wait_for
+from tests.support.pace import allowance, timed
 
 PAUSE_S = 10.0
+
+
+def slowest_status(rt, cid: str, seconds: float, one_container=lambda: True) -> list[float]:  # noqa: ANN001
+    """Asks ContainerStatus every 0.2 s for ``seconds``; each answer must be the running container, and the
+    kubelet must have made no second one. Returns how long each answer took."""
+    took = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with timed() as t:
+            status = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=30).status
+        took.append(t.seconds)
+        assert status.state == pb.CONTAINER_RUNNING and status.reason != "ContainerLost", status
+        assert one_container(), "no second container"
+        time.sleep(0.2)
+    return took
 
 
 def test_a_paused_monitor_loses_no_container_under_the_kubelet(make_stack) -> None:
@@ -27,19 +43,14 @@ def test_a_paused_monitor_loses_no_container_under_the_kubelet(make_stack) -> No
     pid = int(rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid, verbose=True)).info["info"]
               .split('"pid": ')[1].split(",")[0])
     assert stack.conmon is not None
+    # The machine's pace for the budget (tests/support/pace.py): the slowest of the same calls, monitor awake.
+    awake = max(slowest_status(rt, cid, 1.0))
     os.kill(stack.conmon.pid, signal.SIGSTOP)
     try:
-        # The kubelet relists every 0.1 s throughout: every answer must be prompt and unchanged.
-        slowest = 0.0
-        end = time.monotonic() + PAUSE_S
-        while time.monotonic() < end:
-            t = time.monotonic()
-            status = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=5).status
-            slowest = max(slowest, time.monotonic() - t)
-            assert status.state == pb.CONTAINER_RUNNING and status.reason != "ContainerLost", status
-            assert [c.id for c in containers(stack, "patient")] == [cid], "no second container"
-            time.sleep(0.2)
-        assert slowest < 1.0, f"ContainerStatus took {slowest:.2f} s while the monitor was paused"
+        # The kubelet relists every 0.1 s throughout: every answer must be prompt and unchanged. Within 1 s (it
+        # waits PROBE_WAIT_S for the monitor, then answers what it knew), plus the machine's pace.
+        slowest = max(slowest_status(rt, cid, PAUSE_S, lambda: [c.id for c in containers(stack, "patient")] == [cid]))
+        assert slowest <= allowance(1.0, awake), f"ContainerStatus took {slowest:.2f} s while the monitor was paused"
     finally:
         os.kill(stack.conmon.pid, signal.SIGCONT)
     os.kill(pid, 0)  # the container's process kept running

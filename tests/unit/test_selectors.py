@@ -9,7 +9,10 @@ from cristack.harness.assertions import (
     TraceAssertionError,
     TraceIncomplete,
     expect,
+    find_trace,
     pod_start,
+    pod_uid,
+    spans_from,
     wait_for_trace,
 )
 from cristack.harness.selectors import SelectorError, parse, parse_condition, select
@@ -169,3 +172,26 @@ def test_wait_for_trace_reports_what_is_missing():
 def test_wait_for_trace_without_any_match():
     with pytest.raises(TraceIncomplete, match="no trace matching span\\[name=\"x\"\\] reached the test backend"):
         wait_for_trace(_Backend(), Expected(), match='span[name="x"]', timeout=0.05, poll=0.01)
+
+
+def test_find_trace_gives_up_grace_seconds_after_the_first_candidate_and_says_what_it_lacks():
+    backend = _Backend()
+    # grace 0: the first poll that finds a candidate is the last, long before the timeout
+    found = find_trace(backend, pod_start("pod"), match='span[k8s.pod.uid="u-1"]', timeout=30, poll=0.01, grace=0)
+    assert backend.polls == 1 and found.matched and not found.complete
+    assert [s.span_id for s in found.trace] == ["01"] and "span conmonrs: create_container" in found.missing
+
+
+def test_spans_from_waits_for_a_span_of_each_service():
+    backend = _Backend()
+    trace = wait_for_trace(backend, spans_from("kubelet", "crio"), timeout=30, poll=0.01)
+    assert {s.service for s in trace} == {"kubelet", "crio"} and trace[0].name == "syncPod"
+    assert backend.polls == next(i for i, s in enumerate(SPANS, 1) if s.service == "crio")
+
+
+def test_pod_uid_accepts_the_pod_start_not_its_later_syncs():
+    def sync(update_type: str, uid: str = "u-1") -> list[Span]:
+        return [span("01", "", "kubelet", "syncPod", attrs={"k8s.pod.uid": uid, "k8s.pod.update_type": update_type})]
+
+    assert [bool(select(t, pod_uid("u-1"))) for t in (sync("sync"), sync("create"), sync("create", "u-2"))] == \
+        [False, True, False]
