@@ -70,9 +70,11 @@ class CrioHandle:
         self.proc.stop()
 
 
-def start_crio(base: Path, *extra: str, config: Path | None = None, confine_logs: bool = True) -> CrioHandle:
-    """fake-crio in ``base``; ``confine_logs`` False leaves out --pod-logs-root (any absolute
-    log_directory is then accepted, as CRI-O does)."""
+def crio_argv(base: Path, *extra: str, config: Path | None = None,
+              confine_logs: bool = True) -> tuple[list[str], Path, Path, Path]:
+    """The test settings of a fake-crio in ``base``: its command line, socket, pod logs root and calls file.
+    ``confine_logs`` False leaves out --pod-logs-root (any absolute log_directory is then accepted, as CRI-O
+    does)."""
     sock = base / "run" / "crio.sock"
     logs_root = base / "pods"
     calls = base / "calls.txt"
@@ -81,6 +83,12 @@ def start_crio(base: Path, *extra: str, config: Path | None = None, confine_logs
             "--pull-latency-ms", "1", "--record-calls", str(calls), "--log-level", "debug", *extra]
     if config is not None:
         args += ["--config", str(config)]
+    return args, sock, logs_root, calls
+
+
+def start_crio(base: Path, *extra: str, config: Path | None = None, confine_logs: bool = True) -> CrioHandle:
+    """fake-crio as a process in ``base`` (see ``crio_argv``)."""
+    args, sock, logs_root, calls = crio_argv(base, *extra, config=config, confine_logs=confine_logs)
     proc = start("fake-crio", args, base / "crio.log", endpoint=parse_endpoint(str(sock)))
     return CrioHandle(base, proc, args, sock, logs_root, calls)
 
