@@ -172,20 +172,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stack_options(**overrides):  # noqa: ANN201 - a StackOptions
+    """The fast test settings of a stack, with ``overrides``."""
+    from cristack.harness.stack import StackOptions
+
+    opts = StackOptions(relist_period="0.1s", backoff_base="0.3s", gc_period="0.3s",
+                        file_check_frequency="0.1s", record_calls=True, pull_latency_ms=1, log_level="debug")
+    opts.kubelet_config = {"readOnlyPort": free_port()}
+    for k, v in overrides.items():
+        setattr(opts, k, v)
+    return opts
+
+
 @pytest.fixture
 def make_stack(tmp_path: Path):
     """Builds a Stack with fast test settings; everything it started is stopped afterwards."""
-    from cristack.harness.stack import Stack, StackOptions
+    from cristack.harness.stack import Stack
 
     stacks = []
 
     def make(**overrides) -> Stack:
-        opts = StackOptions(relist_period="0.1s", backoff_base="0.3s", gc_period="0.3s",
-                            file_check_frequency="0.1s", record_calls=True, pull_latency_ms=1, log_level="debug")
-        opts.kubelet_config = {"readOnlyPort": free_port()}
-        for k, v in overrides.items():
-            setattr(opts, k, v)
-        stack = Stack(tmp_path / f"stack{len(stacks)}", opts)
+        stack = Stack(tmp_path / f"stack{len(stacks)}", stack_options(**overrides))
         stacks.append(stack)
         return stack
 

@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
-from tests.conftest import POD_RUNTIME_CONF, crio_argv
+from tests.conftest import POD_RUNTIME_CONF, crio_argv, stack_options
 from tests.support import inprocess
 
 
@@ -120,3 +120,19 @@ def any_crio(request, tmp_path: Path) -> Iterator[InProcessCrio]:
     handle = start_crio(tmp_path) if request.param == "oci" else start_pod_crio(tmp_path)
     yield handle
     handle.close()
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path):
+    """Builds a stack of the three components in this process (inprocess.InProcessStack) with the fast test
+    settings; everything it started is stopped afterwards."""
+    stacks: list[inprocess.InProcessStack] = []
+
+    def make(**overrides) -> inprocess.InProcessStack:
+        stack = inprocess.InProcessStack(tmp_path / f"stack{len(stacks)}", stack_options(**overrides))
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()

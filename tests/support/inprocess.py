@@ -26,6 +26,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cristack.harness.sink.store import SpanStore
+from cristack.harness.stack import Stack, StackOptions
+from cristack.otel import logs
 from cristack.otel.loghandler import TraceIdFilter
 from cristack.otel.otlpwire import SpanEncoder
 from cristack.otel.sampler import TracingSettings
@@ -287,3 +289,44 @@ def _stop_quietly(component: Component) -> None:
         component.stop()
     except BaseException:  # noqa: BLE001 - the first error is the one to report
         pass
+
+
+class InProcessStack(Stack):
+    """``cristack.harness.stack.Stack`` with its three components in this process: the same command lines
+    and configs (the shipped examples pointed into ``base``), each component a ``Component`` where the
+    process tier has a ``Proc`` (``log_text()``, ``stop()``, ``alive``). Spans go to ``store`` when given
+    (one SpanStore for all three, as the sink is)."""
+
+    def __init__(self, base: Path, options: StackOptions | None = None, store: SpanStore | None = None) -> None:
+        super().__init__(base, options)
+        self.store = store
+        self.conmon: Component | None = None  # type: ignore[assignment]
+        self.crio: Component | None = None  # type: ignore[assignment]
+        self.kubelet: Component | None = None  # type: ignore[assignment]
+
+    def spawn_runtime(self) -> None:
+        if self.opts.runtime_type == "pod":
+            self.conmon = start_conmon(self.conmon_socket, self.base / "conmon", self.base / "conmon.log",
+                                       level=logs.parse_level(self.opts.log_level), store=self.store)
+        self.crio, _ = start_crio(self.crio_args(), self.base / "crio.log", store=self.store)
+
+    def wait_runtime(self) -> None:
+        """``spawn_runtime`` returns once both serve."""
+
+    def start_kubelet(self, *, runonce: bool = False) -> Component:  # type: ignore[override]
+        self.kubelet = start_kubelet(self.kubelet_args(runonce=runonce), self.base / "kubelet.log", store=self.store)
+        return self.kubelet
+
+    def stop(self) -> dict[str, float]:
+        """Stops the kubelet, then crio and conmon; the seconds each took."""
+        took = {}
+        for name, component in self.procs():
+            took[name] = component.stop()
+        return took
+
+    def terminate(self) -> None:
+        for _, component in self.procs():
+            component.stop()
+
+    def alive(self) -> bool:
+        return all(component.alive for _, component in self.procs())
