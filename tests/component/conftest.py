@@ -80,6 +80,7 @@ class InProcessCrio:
 
 
 def start_conmon(base: Path) -> InProcessConmon:
+    """fake-conmon as tests/conftest.py's start_conmon runs it (no tracing)."""
     sock = base / "run" / "conmon.sock"
     component = inprocess.start_conmon(sock, base / "conmon", base / "conmon.log")
     return InProcessConmon(base, component, sock)

@@ -68,8 +68,8 @@ def traced_conmon(tmp_path):
     """fake-conmon whose spans go, as they end, to a trace sink's store (as a process's go to the sink)."""
     sock = tmp_path / "run" / "conmon.sock"
     store = SpanStore()
-    component = inprocess.start_conmon(sock, tmp_path / "conmon", tmp_path / "conmon.log", level=logging.INFO,
-                                       store=store)
+    component = inprocess.start_conmon(sock, tmp_path / "conmon", tmp_path / "conmon.log", traced=True,
+                                       level=logging.INFO, store=store)
     with grpc.insecure_channel(f"unix://{sock}") as ch:
         yield cgrpc.ConmonStub(ch), tmp_path, store
     component.stop()

@@ -192,13 +192,18 @@ def test_stream_containers_images_and_sandboxes_answer_what_the_lists_answer(cri
     assert stats == [s.attributes.id for s in rt.ListContainerStats(pb.ListContainerStatsRequest()).stats] == [cid]
 
 
-def test_streaming_calls_get_crio_s_server_span_only(crio):
+def test_streaming_calls_get_crio_s_server_span_only(tmp_path: Path):
     """CRI-O traces a server stream with otelgrpc's SERVER span alone: its StreamInterceptor opens no
     ``/runtime.v1...`` span (unlike its unary interceptor), and the steps the handler opens hang off it."""
-    rt = crio.runtime()
-    list(rt.StreamContainers(pb.StreamContainersRequest(filter=pb.ContainerFilter())))
-    list(rt.GetContainerEvents(pb.GetEventsRequest(), timeout=10))
-    spans = crio.spans()
+    crio = start_crio(tmp_path, "--enable-tracing", "--tracing-endpoint", "127.0.0.1:4317",
+                      "--tracing-sampling-rate-per-million", "1000000")
+    try:
+        rt = crio.runtime()
+        list(rt.StreamContainers(pb.StreamContainersRequest(filter=pb.ContainerFilter())))
+        list(rt.GetContainerEvents(pb.GetEventsRequest(), timeout=10))
+        spans = crio.spans()
+    finally:
+        crio.close()
     by_id = {s.context.span_id: s for s in spans}
     for name in ("StreamContainers", "GetContainerEvents"):
         server = [s for s in spans if s.name == f"runtime.v1.RuntimeService/{name}"]

@@ -94,13 +94,15 @@ class StoreExporter(SpanExporter):
         pass
 
 
-def memory_telemetry(service: str, *, rate_per_million: int | None = 1_000_000, root_always_on: bool = False,
-                     store: SpanStore | None = None) -> tuple[Telemetry, InMemorySpanExporter]:
-    """A provider like the component's own (its resource and sampler) whose spans stay in memory, and also go
-    to ``store`` (as they end) when one is given."""
+def memory_telemetry(service: str, settings: TracingSettings, *, host_name: str | None = None,
+                     store: SpanStore | None = None) -> tuple[Telemetry, InMemorySpanExporter | None]:
+    """The component's provider as its own configuration makes it (``settings``: on or off, its sampler; its
+    resource), with its spans kept in memory instead of exported, and also handed to ``store`` (as they end)
+    when one is given."""
+    if not settings.enabled:
+        return Telemetry(service, settings), None
     exporter = InMemorySpanExporter()
-    settings = TracingSettings(True, "in-memory", rate_per_million, root_always_on=root_always_on)
-    telemetry = Telemetry(service, settings, exporter=exporter, quiet=False)
+    telemetry = Telemetry(service, settings, exporter=exporter, quiet=False, host_name=host_name)
     if store is not None:
         assert isinstance(telemetry.provider, TracerProvider), "OTEL_SDK_DISABLED is set"
         telemetry.provider.add_span_processor(SimpleSpanProcessor(StoreExporter(store)))
@@ -223,37 +225,19 @@ class Component:
         return list(self.exporter.get_finished_spans())
 
 
-def crio_run(argv: list[str], telemetry: Telemetry) -> tuple[Callable[[asyncio.Event], Coroutine], int, Path]:
-    """fake-crio's ``run`` for ``argv`` (its command line), its log level and its socket."""
+def start_crio(argv: list[str], log_path: Path, *, store: SpanStore | None = None) -> tuple[Component, Path]:
+    """fake-crio for ``argv`` (its command line: its tracing as [crio.tracing] says), serving; its socket."""
     from fake_crio import config as crio_config
     from fake_crio.main import run
 
     cfg = crio_config.load(argv)
     assert cfg.listen.path is not None, "in-process components serve unix sockets"
-    return (lambda stop: run(cfg, telemetry, stop)), cfg.log_level, Path(cfg.listen.path)
-
-
-def conmon_run(listen: Path, runtime_dir: Path,
-               telemetry: Telemetry) -> Callable[[asyncio.Event], Coroutine]:
-    from fake_conmon.main import run
-
-    return lambda stop: run(parse_endpoint(f"unix://{listen}"), runtime_dir, telemetry, stop=stop)
-
-
-def kubelet_run(argv: list[str], telemetry: Telemetry) -> tuple[Callable[[asyncio.Event], Coroutine], int]:
-    from fake_kubelet import config as kubelet_config
-    from fake_kubelet.main import run
-
-    cfg = kubelet_config.load(argv)
-    return (lambda stop: run(cfg, telemetry, None, stop)), cfg.log_level
-
-
-def start_crio(argv: list[str], log_path: Path, *, traced: bool = True,
-               store: SpanStore | None = None) -> tuple[Component, Path]:
-    telemetry, exporter = memory_telemetry("crio", store=store) if traced else (
-        Telemetry("crio", TracingSettings(False, "")), None)
-    run, level, socket = crio_run(argv, telemetry)
-    component = Component("fake-crio", log_path, telemetry, exporter).start(run, level)
+    t = cfg.tracing
+    telemetry, exporter = memory_telemetry(
+        "crio", TracingSettings(t.enable_tracing, t.tracing_endpoint, t.tracing_sampling_rate_per_million), store=store)
+    component = Component("fake-crio", log_path, telemetry, exporter).start(
+        lambda stop: run(cfg, telemetry, stop), cfg.log_level)
+    socket = Path(cfg.listen.path)
     try:
         component.wait_serving(socket)
     except BaseException:
@@ -262,12 +246,15 @@ def start_crio(argv: list[str], log_path: Path, *, traced: bool = True,
     return component, socket
 
 
-def start_conmon(socket: Path, runtime_dir: Path, log_path: Path, *, traced: bool = True,
+def start_conmon(socket: Path, runtime_dir: Path, log_path: Path, *, traced: bool = False,
                  level: int = logging.DEBUG, store: SpanStore | None = None) -> Component:
-    telemetry, exporter = memory_telemetry("conmonrs", rate_per_million=None, root_always_on=True, store=store) \
-        if traced else (Telemetry("conmonrs", TracingSettings(False, "")), None)
+    """fake-conmon on ``socket``, serving; ``traced`` is its --enable-tracing."""
+    from fake_conmon.main import run
+
+    telemetry, exporter = memory_telemetry("conmonrs", TracingSettings(traced, "in-memory", root_always_on=True),
+                                           store=store)
     component = Component("fake-conmon", log_path, telemetry, exporter).start(
-        conmon_run(socket, runtime_dir, telemetry), level)
+        lambda stop: run(parse_endpoint(f"unix://{socket}"), runtime_dir, telemetry, stop=stop), level)
     try:
         component.wait_serving(socket)
     except BaseException:
@@ -276,12 +263,18 @@ def start_conmon(socket: Path, runtime_dir: Path, log_path: Path, *, traced: boo
     return component
 
 
-def start_kubelet(argv: list[str], log_path: Path, *, traced: bool = True,
-                  store: SpanStore | None = None) -> Component:
-    telemetry, exporter = memory_telemetry("kubelet", store=store) if traced else (
-        Telemetry("kubelet", TracingSettings(False, "")), None)
-    run, level = kubelet_run(argv, telemetry)
-    return Component("fake-kubelet", log_path, telemetry, exporter).start(run, level)
+def start_kubelet(argv: list[str], log_path: Path, *, store: SpanStore | None = None) -> Component:
+    """fake-kubelet for ``argv`` (its command line and KubeletConfiguration, whose tracing block it follows)."""
+    from fake_kubelet import config as kubelet_config
+    from fake_kubelet.main import run
+
+    cfg = kubelet_config.load(argv)
+    t = cfg.tracing
+    telemetry, exporter = memory_telemetry(
+        "kubelet", TracingSettings(t.enabled and cfg.tracing_gate, t.endpoint, t.sampling_rate_per_million),
+        host_name=cfg.node_name, store=store)
+    return Component("fake-kubelet", log_path, telemetry, exporter).start(
+        lambda stop: run(cfg, telemetry, None, stop), cfg.log_level)
 
 
 def _stop_quietly(component: Component) -> None:
@@ -307,6 +300,7 @@ class InProcessStack(Stack):
     def spawn_runtime(self) -> None:
         if self.opts.runtime_type == "pod":
             self.conmon = start_conmon(self.conmon_socket, self.base / "conmon", self.base / "conmon.log",
+                                       traced="--enable-tracing" in self.conmon_args(),
                                        level=logs.parse_level(self.opts.log_level), store=self.store)
         self.crio, _ = start_crio(self.crio_args(), self.base / "crio.log", store=self.store)
 
