@@ -29,18 +29,12 @@ def require_tool(name: str) -> str:
     return path
 
 
-@dataclass
-class CrioHandle:
-    """A running fake-crio plus what a test needs to talk to it and to restart it."""
+class CriStubs:
+    """CRI stubs on channels to a fake-crio's ``socket``, each kept in ``channels`` to be closed with the handle
+    (a process here, an in-process one in tests/component/conftest.py)."""
 
-    dir: Path
-    proc: Proc
-    args: list[str]
     socket: Path
-    logs_root: Path
-    calls_file: Path
-    channels: list[grpc.Channel] = field(default_factory=list)
-    conmon: ConmonHandle | None = None
+    channels: list[grpc.Channel]
 
     @property
     def endpoint(self) -> str:
@@ -56,6 +50,20 @@ class CrioHandle:
 
     def images(self) -> pbgrpc.ImageServiceStub:
         return pbgrpc.ImageServiceStub(self.channel())
+
+
+@dataclass
+class CrioHandle(CriStubs):
+    """A running fake-crio plus what a test needs to talk to it and to restart it."""
+
+    dir: Path
+    proc: Proc
+    args: list[str]
+    socket: Path
+    logs_root: Path
+    calls_file: Path
+    channels: list[grpc.Channel] = field(default_factory=list)
+    conmon: ConmonHandle | None = None
 
     def restart(self, *, kill: bool = False) -> None:
         if kill:

@@ -13,8 +13,7 @@ import grpc
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
-from tests.conftest import POD_RUNTIME_CONF, crio_argv, stack_options
+from tests.conftest import POD_RUNTIME_CONF, CriStubs, crio_argv, stack_options
 from tests.support import inprocess
 
 
@@ -29,7 +28,7 @@ class InProcessConmon:
 
 
 @dataclass
-class InProcessCrio:
+class InProcessCrio(CriStubs):
     """fake-crio in this process, with what a test needs to talk to it (as tests/conftest.py's CrioHandle)."""
 
     dir: Path
@@ -40,21 +39,6 @@ class InProcessCrio:
     args: list[str] = field(default_factory=list)
     channels: list[grpc.Channel] = field(default_factory=list)
     conmon: InProcessConmon | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"unix://{self.socket}"
-
-    def channel(self) -> grpc.Channel:
-        ch = grpc.insecure_channel(self.endpoint)
-        self.channels.append(ch)
-        return ch
-
-    def runtime(self) -> pbgrpc.RuntimeServiceStub:
-        return pbgrpc.RuntimeServiceStub(self.channel())
-
-    def images(self) -> pbgrpc.ImageServiceStub:
-        return pbgrpc.ImageServiceStub(self.channel())
 
     def spans(self) -> list[ReadableSpan]:
         """crio's spans so far (and, with runtime type pod, none of conmon's: ``conmon.spans()``)."""
