@@ -15,8 +15,7 @@ from cristack.wire.pb.conmon.v1 import conmon_pb2 as cpb
 from cristack.wire.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
-from tests.component.conftest import start_pod_crio
-from tests.conftest import container_config, pod_config
+from tests.conftest import POD_RUNTIME_CONF, start_conmon, start_crio
 from tests.fuzzing import messages
 
 CRI = {
@@ -38,16 +37,22 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=list(H
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz")
-    crio = start_pod_crio(base, "--pull-latency-ms", "0")
+    conmon = start_conmon(base)
+    conf = base / "crio.conf"
+    conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
+    crio = start_crio(base, "--pull-latency-ms", "0", config=conf)
     # Something to aim at: a sandbox and a running container whose ids the fuzzer may hit.
     rt = crio.runtime()
     crio.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
+    from tests.conftest import container_config, pod_config
+
     sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=pod_config())).pod_sandbox_id
     cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config(
         command=["sleep", "600"]))).container_id
     rt.StartContainer(pb.StartContainerRequest(container_id=cid))
-    yield crio, crio.conmon, sid, cid
+    yield crio, conmon, sid, cid
     crio.close()
+    conmon.proc.stop()
 
 
 def check(call, request, method: str = "") -> None:  # noqa: ANN001
@@ -63,7 +68,7 @@ def check(call, request, method: str = "") -> None:  # noqa: ANN001
 
 def alive(crio) -> None:  # noqa: ANN001
     assert crio.runtime().Version(pb.VersionRequest(), timeout=10).runtime_name == "cri-o"
-    assert crio.component.alive
+    assert crio.proc.popen.poll() is None
 
 
 def request_class(module, method: str):  # noqa: ANN001, ANN201
