@@ -10,7 +10,8 @@ import uuid
 from dataclasses import dataclass
 
 from cristack.otel.rpctrace import OTELGRPC_SCOPE
-from cristack.otel.telemetry import Telemetry, TracingSettings
+from cristack.otel.sampler import TracingSettings
+from cristack.otel.telemetry import Telemetry
 from cristack.wire.endpoints import parse_endpoint
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from fake_kubelet.cri import UID_LABEL, CriClient

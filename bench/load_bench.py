@@ -26,7 +26,7 @@ from bench.report import Row
 from bench.stats import cpu_seconds
 from cristack.harness.load import Load, LoadOptions, pinned
 from cristack.harness.procs import serving
-from cristack.otel.telemetry import read_stats
+from cristack.otel.stats import read_stats
 from cristack.wire.endpoints import free_ports, parse_endpoint
 
 WARMUP_S = 3.0

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 
 import grpc
 
 from cristack.otel import logs
-from cristack.otel.telemetry import conmon_telemetry
+from cristack.otel.telemetry import Telemetry, conmon_telemetry
 from cristack.versions import CONMONRS_COMMIT, CONMONRS_VERSION, version_flag
-from cristack.wire.endpoints import default_runtime_dir, parse_endpoint
+from cristack.wire.endpoints import Endpoint, default_runtime_dir, parse_endpoint
 from cristack.wire.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
-from cristack.wire.serving import serve
+from cristack.wire.serving import run_main, serve
+from fake_conmon.rpc import Conmon
 from fake_conmon.runtime_args import DEFAULT_RUNTIME, DEFAULT_RUNTIME_ROOT, RuntimeArgs
 from fake_conmon.server import ConmonService
 from fake_conmon.tracing import ConmonTracing
@@ -40,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+async def run(listen: Endpoint, runtime_dir: Path, telemetry: Telemetry, runtime: RuntimeArgs | None = None, *,
+              private_parent: bool = False, stop: asyncio.Event | None = None) -> None:
+    """Serves the conmon.v1 API on ``listen`` until ``stop`` is set (without one: until SIGTERM/SIGINT, as
+    ``main`` runs it)."""
+    conmon = Conmon(runtime_dir, ConmonTracing(telemetry.provider), runtime)
+
+    def register(server: grpc.aio.Server) -> None:
+        cgrpc.add_ConmonServicer_to_server(ConmonService(conmon), server)
+
+    await serve("fake-conmon", listen, register, private_parent=private_parent, on_started=conmon.warm_up,
+                on_stop=conmon.close, stop=stop)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parses flags and serves the conmon.v1 API until SIGTERM/SIGINT."""
     parser = build_parser()
@@ -58,20 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup("fake-conmon", level)
     telemetry = conmon_telemetry(args.enable_tracing, args.tracing_endpoint).install()
     runtime_dir = args.runtime_dir or default_runtime_dir() / "conmon"
-    service = ConmonService(runtime_dir, ConmonTracing(telemetry.provider),
-                            RuntimeArgs(args.runtime, args.runtime_root))
-
-    def register(server: grpc.aio.Server) -> None:
-        cgrpc.add_ConmonServicer_to_server(service, server)
-
-    try:
-        asyncio.run(serve("fake-conmon", listen, register, private_parent=args.listen is None,
-                          on_started=service.warm_up, on_stop=service.close))
-    except (OSError, ValueError) as err:
-        print(f"fake-conmon: {err}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        telemetry.shutdown()
+    run_main("fake-conmon", run(listen, runtime_dir, telemetry, RuntimeArgs(args.runtime, args.runtime_root),
+                     private_parent=args.listen is None), telemetry.shutdown)
 
 
 if __name__ == "__main__":

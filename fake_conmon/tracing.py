@@ -42,7 +42,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCod
 
 from cristack.containers.monitor_metadata import FAULTS_KEY, MAX_LOG_BYTES_KEY, MONITOR_ENV_KEY  # noqa: F401 - re-exported
 from cristack.containers.supervise import Hooks
-from cristack.otel.telemetry import error_status
+from cristack.otel.spans import error_status
 from fake_conmon.sites import SPANS, event_site
 
 SCOPE = "conmonrs"

@@ -4,34 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 
 import grpc
 
 from cristack.otel import logs
+from cristack.otel.loghandler import attached
 from cristack.otel.rpctrace import OTELGRPC_SCOPE, ServerTracing
 from cristack.otel.telemetry import Telemetry, crio_telemetry
 from cristack.wire.errors import ConfigError, exit_config_error
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
-from cristack.wire.serving import serve
+from cristack.wire.serving import run_main, serve
 from cristack.wording import plural
 from fake_crio import config as crio_config
 from fake_crio.calls import RecordCalls
 from fake_crio.faults import FaultInterceptor
-from fake_crio.server import Crio, ImageService, RuntimeService
+from fake_crio.server import Server
+from fake_crio.server.grpc_service import ImageService, RuntimeService
 from fake_crio.tracing import CRIO_SCOPE, CrioTracing
 
 log = logging.getLogger("fake_crio")
 
 
-async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry) -> None:
-    crio = Crio.create(cfg, CrioTracing(telemetry.provider, cfg.faults))
-    runtime_service = RuntimeService(crio)
+async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry, stop: asyncio.Event | None = None) -> None:
+    """Serves ``cfg.listen`` until ``stop`` is set (without one: until SIGTERM/SIGINT, as ``main`` runs it), with
+    ``telemetry``'s provider and its log records as span events on crio's spans."""
+    server = Server.create(cfg, CrioTracing(telemetry.provider, cfg.faults))
     tasks: list[asyncio.Task] = []
 
-    def register(server: grpc.aio.Server) -> None:
-        pbgrpc.add_RuntimeServiceServicer_to_server(runtime_service, server)
-        pbgrpc.add_ImageServiceServicer_to_server(ImageService(crio), server)
+    def register(grpc_server: grpc.aio.Server) -> None:
+        pbgrpc.add_RuntimeServiceServicer_to_server(RuntimeService(server), grpc_server)
+        pbgrpc.add_ImageServiceServicer_to_server(ImageService(server), grpc_server)
 
     interceptors: list[grpc.aio.ServerInterceptor] = [
         ServerTracing(telemetry.tracer(OTELGRPC_SCOPE), telemetry.tracer(CRIO_SCOPE))]
@@ -39,25 +41,26 @@ async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry) -> None:
         interceptors.append(FaultInterceptor(cfg.faults))
     if cfg.record_calls:
         interceptors.append(RecordCalls(cfg.record_calls))
-    log.info("%s, %s, %s in %s; default runtime %s (%s)", plural(len(crio.store.sandboxes), "sandbox", "sandboxes"),
-             plural(len(crio.store.containers), "container"), plural(len(crio.images.images), "image"), cfg.root,
+    log.info("%s, %s, %s in %s; default runtime %s (%s)", plural(len(server.store.sandboxes), "sandbox", "sandboxes"),
+             plural(len(server.store.containers), "container"), plural(len(server.images.images), "image"), cfg.root,
              cfg.default_runtime, cfg.runtimes[cfg.default_runtime].runtime_type)
 
-    async def stop() -> None:
-        crio.events.close()  # open GetContainerEvents streams end, as when CRI-O closes its channel
+    async def stopping() -> None:
+        server.events.close()  # open GetContainerEvents streams end, as when CRI-O closes its channel
         for task in tasks:
             task.cancel()
-        await crio.close_runtimes()
+        await server.close_runtimes()
 
     async def started() -> None:
         if cfg.enable_pod_events:
-            tasks.append(asyncio.create_task(runtime_service.watch_exits()))
-        for rt in crio.runtimes.values():
+            tasks.append(asyncio.create_task(server.watch_exits()))
+        for rt in server.runtimes.values():
             await rt.warm_up()
 
-    await serve("fake-crio", cfg.listen, register, private_parent=cfg.listen_is_default,
-                interceptors=interceptors, on_started=started, on_stop=stop,
-                max_concurrent_rpcs=cfg.max_concurrent_rpcs)
+    with attached(telemetry.log_events("crio", cfg.log_level)):
+        await serve("fake-crio", cfg.listen, register, private_parent=cfg.listen_is_default,
+                    interceptors=interceptors, on_started=started, on_stop=stopping,
+                    max_concurrent_rpcs=cfg.max_concurrent_rpcs, stop=stop)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,16 +70,10 @@ def main(argv: list[str] | None = None) -> None:
         cfg = crio_config.load(argv)
     except ConfigError as err:
         exit_config_error("fake-crio", err)
-    logs.setup("fake-crio", cfg.log_level, span_events="crio")
+    logs.setup("fake-crio", cfg.log_level)
     t = cfg.tracing
     telemetry = crio_telemetry(t.enable_tracing, t.tracing_endpoint, t.tracing_sampling_rate_per_million).install()
-    try:
-        asyncio.run(run(cfg, telemetry))
-    except (OSError, ValueError) as err:
-        print(f"fake-crio: {err}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        telemetry.shutdown()
+    run_main("fake-crio", run(cfg, telemetry), telemetry.shutdown)
 
 
 if __name__ == "__main__":

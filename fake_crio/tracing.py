@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind
 
 from cristack.containers.monitor_metadata import FAULTS_KEY, MAX_LOG_BYTES_KEY, MONITOR_ENV_KEY  # noqa: F401 - re-exported
 from cristack.otel.rpctrace import inject
-from cristack.otel.telemetry import current_span
+from cristack.otel.spans import current_span
 from fake_crio.faults import Faults
 
 CRIO_MODULE = "github.com/cri-o/cri-o/"
@@ -82,14 +82,15 @@ class CrioTracing:
 
 
 def step_span(func: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Wraps a whole CRI handler in ``step(func)``: CRI-O's handlers open their span first thing."""
+    """Wraps a whole CRI handler of the server (``handler(self, request)``) in ``step(func)``: CRI-O's handlers
+    open their span first thing."""
 
     def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(handler)
-        async def wrapper(self: Any, request: Any, context: Any) -> Any:
+        async def wrapper(self: Any, request: Any) -> Any:
             # The request as text is only a fault's subject: not worth rendering on every call.
-            async with self.step(func, str(request) if self.crio.tracing.faults else ""):
-                return await handler(self, request, context)
+            async with self.step(func, str(request) if self.tracing.faults else ""):
+                return await handler(self, request)
 
         return wrapper
 

@@ -1,5 +1,5 @@
 """Runtime type "vm": a Kata-style handler. Each sandbox gets its own agent process (the "VM",
-``fake_kata.agent``) which runs the sandbox's containers; fake-crio talks to it over the
+``fake_kata.main``) which runs the sandbox's containers; fake-crio talks to it over the
 same container API it uses for fake-conmon.
 
 The host side traces as Kata's containerd-shim-v2 does (``src/runtime/pkg/katautils/katatrace/tracing.go``):
@@ -33,7 +33,8 @@ from cristack.config.tomlconf import read_toml
 from cristack.containers.supervise import ExecResult
 from cristack.lifeline import stop_child
 from cristack.otel.rpctrace import inject
-from cristack.otel.telemetry import Telemetry, TracingSettings
+from cristack.otel.sampler import TracingSettings
+from cristack.otel.telemetry import Telemetry
 from cristack.pyexec import interpreter_env, module_argv
 from cristack.wire.endpoints import accepts, parse_endpoint
 from cristack.wire.errors import ConfigError, FailedPrecondition, RpcError, Unavailable
@@ -187,7 +188,7 @@ class VmRuntime(Runtime):
 
     async def _boot(self, cfg: KataConfig, sock: Path, vm_dir: Path, sb: SandboxRecord) -> asyncio.subprocess.Process:
         """Starts the agent process (the VM) and waits until it serves."""
-        argv = [*module_argv("fake_kata.agent"), "--listen", f"unix://{sock}", "--runtime-dir",
+        argv = [*module_argv("fake_kata.main"), "--listen", f"unix://{sock}", "--runtime-dir",
                 str(vm_dir)]
         if cfg.agent_tracing and cfg.trace_forwarder:
             argv += ["--enable-tracing", "--trace-socket", cfg.trace_forwarder]

@@ -28,8 +28,9 @@ from fake_kubelet.events import FAILED_VALIDATION, EventRecorder
 from fake_kubelet.manifests import Pod, UnreadableDir, scan
 from fake_kubelet.periodic import IMAGES_SCOPE, KUBERUNTIME_SCOPE, RuntimeLoops, every, keep_running
 from fake_kubelet.pleg import Pleg, StatusCache
+from fake_kubelet.pod_state import PodView, SpanFactory
+from fake_kubelet.pod_workers import PodWorker
 from fake_kubelet.result import write_result
-from fake_kubelet.workers import PodView, PodWorker, SpanFactory
 
 log = logging.getLogger(__name__)
 

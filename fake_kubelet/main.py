@@ -20,9 +20,14 @@ from fake_kubelet.kubelet import Kubelet, RuntimeUnavailable
 log = logging.getLogger(__name__)
 
 
-async def run(cfg: kubelet_config.KubeletConfig, telemetry: Telemetry, parent: EnvContext | None = None) -> int:
-    with stop_on_signals() as stop:
-        return await Kubelet(cfg, telemetry, parent.context if parent is not None else None).run(stop)
+async def run(cfg: kubelet_config.KubeletConfig, telemetry: Telemetry, parent: EnvContext | None = None,
+              stop: asyncio.Event | None = None) -> int:
+    """Runs the kubelet until ``stop`` is set (without one: until SIGTERM/SIGINT, as ``main`` runs it)."""
+    kubelet = Kubelet(cfg, telemetry, parent.context if parent is not None else None)
+    if stop is not None:
+        return await kubelet.run(stop)
+    with stop_on_signals() as signalled:
+        return await kubelet.run(signalled)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cristack.files import write_atomic
-from fake_kubelet.workers import PodWorker
+from fake_kubelet.pod_workers import PodWorker
 
 
 def pod_result(worker: PodWorker, outcome: str | None) -> dict[str, Any]:

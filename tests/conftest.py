@@ -46,18 +46,12 @@ def require_tool(name: str) -> str:
     return path
 
 
-@dataclass
-class CrioHandle:
-    """A running fake-crio plus what a test needs to talk to it and to restart it."""
+class CriStubs:
+    """CRI stubs on channels to a fake-crio's ``socket``, each kept in ``channels`` to be closed with the handle
+    (a process here, an in-process one in tests/component/conftest.py)."""
 
-    dir: Path
-    proc: Proc
-    args: list[str]
     socket: Path
-    logs_root: Path
-    calls_file: Path
-    channels: list[grpc.Channel] = field(default_factory=list)
-    conmon: ConmonHandle | None = None
+    channels: list[grpc.Channel]
 
     @property
     def endpoint(self) -> str:
@@ -74,6 +68,20 @@ class CrioHandle:
     def images(self) -> pbgrpc.ImageServiceStub:
         return pbgrpc.ImageServiceStub(self.channel())
 
+
+@dataclass
+class CrioHandle(CriStubs):
+    """A running fake-crio plus what a test needs to talk to it and to restart it."""
+
+    dir: Path
+    proc: Proc
+    args: list[str]
+    socket: Path
+    logs_root: Path
+    calls_file: Path
+    channels: list[grpc.Channel] = field(default_factory=list)
+    conmon: ConmonHandle | None = None
+
     def restart(self, *, kill: bool = False) -> None:
         if kill:
             self.proc.kill()
@@ -87,9 +95,11 @@ class CrioHandle:
         self.proc.stop()
 
 
-def start_crio(base: Path, *extra: str, config: Path | None = None, confine_logs: bool = True) -> CrioHandle:
-    """fake-crio in ``base``; ``confine_logs`` False leaves out --pod-logs-root (any absolute
-    log_directory is then accepted, as CRI-O does)."""
+def crio_argv(base: Path, *extra: str, config: Path | None = None,
+              confine_logs: bool = True) -> tuple[list[str], Path, Path, Path]:
+    """The test settings of a fake-crio in ``base``: its command line, socket, pod logs root and calls file.
+    ``confine_logs`` False leaves out --pod-logs-root (any absolute log_directory is then accepted, as CRI-O
+    does)."""
     sock = base / "run" / "crio.sock"
     logs_root = base / "pods"
     calls = base / "calls.txt"
@@ -98,6 +108,12 @@ def start_crio(base: Path, *extra: str, config: Path | None = None, confine_logs
             "--pull-latency-ms", "1", "--record-calls", str(calls), "--log-level", "debug", *extra]
     if config is not None:
         args += ["--config", str(config)]
+    return args, sock, logs_root, calls
+
+
+def start_crio(base: Path, *extra: str, config: Path | None = None, confine_logs: bool = True) -> CrioHandle:
+    """fake-crio as a process in ``base`` (see ``crio_argv``)."""
+    args, sock, logs_root, calls = crio_argv(base, *extra, config=config, confine_logs=confine_logs)
     proc = start("fake-crio", args, base / "crio.log", endpoint=parse_endpoint(str(sock)))
     return CrioHandle(base, proc, args, sock, logs_root, calls)
 
@@ -181,20 +197,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stack_options(**overrides):  # noqa: ANN201 - a StackOptions
+    """The fast test settings of a stack, with ``overrides``."""
+    from cristack.harness.stack import StackOptions
+
+    opts = StackOptions(relist_period="0.1s", backoff_base="0.3s", gc_period="0.3s",
+                        file_check_frequency="0.1s", record_calls=True, pull_latency_ms=1, log_level="debug")
+    opts.kubelet_config = {"readOnlyPort": free_port()}
+    for k, v in overrides.items():
+        setattr(opts, k, v)
+    return opts
+
+
 @pytest.fixture
 def make_stack(tmp_path: Path):
     """Builds a Stack with fast test settings; everything it started is stopped afterwards."""
-    from cristack.harness.stack import Stack, StackOptions
+    from cristack.harness.stack import Stack
 
     stacks = []
 
     def make(**overrides) -> Stack:
-        opts = StackOptions(relist_period="0.1s", backoff_base="0.3s", gc_period="0.3s",
-                            file_check_frequency="0.1s", record_calls=True, pull_latency_ms=1, log_level="debug")
-        opts.kubelet_config = {"readOnlyPort": free_port()}
-        for k, v in overrides.items():
-            setattr(opts, k, v)
-        stack = Stack(tmp_path / f"stack{len(stacks)}", opts)
+        stack = Stack(tmp_path / f"stack{len(stacks)}", stack_options(**overrides))
         stacks.append(stack)
         return stack
 

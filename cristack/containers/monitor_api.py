@@ -1,7 +1,9 @@
-"""The container monitor's API (conmon.v1, as conmon-rs serves it) over one ``Monitor``, without spans.
+"""The container monitor's API (conmon.v1, as conmon-rs serves it) over one ``Monitor``, without spans: a plain
+core whose methods take and answer conmon.v1 messages (``create_container`` for CreateContainer, ...) and raise
+``cristack.wire.errors``; ``cristack.wire.servicer.servicer_for`` serves it over gRPC.
 
-fake-conmon serves it with conmon-rs's spans around each call, the Kata agent with the agent's: both subclass
-``MonitorApi`` and wrap its RPCs, so that the requests are checked and carried out in one place.
+fake-conmon adds conmon-rs's spans around each call, the Kata agent the agent's: both subclass ``MonitorApi``
+and wrap its calls, so that the requests are checked and carried out in one place.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from cristack.containers.supervise import NO_HOOKS, ContainerProcess, Hooks, con
 from cristack.versions import CONMONRS_COMMIT, CONMONRS_VERSION
 from cristack.wire.errors import AlreadyExists, InvalidArgument
 from cristack.wire.pb.conmon.v1 import conmon_pb2 as cpb
-from cristack.wire.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
 from cristack.wording import plural
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def check_id(cid: str) -> None:
                               "(1-128 letters, digits, '.', '_' or '-')")
 
 
-class MonitorApi(cgrpc.ConmonServicer):
+class MonitorApi:
     """conmon.v1 over a Monitor whose containers live under ``runtime_dir``; ``hooks`` see the supervision
     steps (conmon-rs's span names)."""
 
@@ -65,7 +66,7 @@ class MonitorApi(cgrpc.ConmonServicer):
 
     # -- the work of each call
 
-    def version(self) -> cpb.VersionResponse:
+    def version_info(self) -> cpb.VersionResponse:
         # The conmon-rs release whose spans we reproduce (tests/data/real/crio/VERSIONS.txt), so that CRI-O's
         # "Using conmonrs version" line and a user's version check say what the traces claim.
         return cpb.VersionResponse(
@@ -137,29 +138,29 @@ class MonitorApi(cgrpc.ConmonServicer):
                for ns in request.namespaces]
         return cpb.CreateNamespacesResponse(namespaces=out)
 
-    # -- the RPCs, untraced
+    # -- the calls, untraced
 
-    async def Version(self, request, context):
-        return self.version()
+    async def version(self, request: cpb.VersionRequest) -> cpb.VersionResponse:
+        return self.version_info()
 
-    async def CreateContainer(self, request, context):
+    async def create_container(self, request: cpb.CreateContainerRequest) -> cpb.CreateContainerResponse:
         return await self.create(self.container_spec(request))
 
-    async def StartContainer(self, request, context):
+    async def start_container(self, request: cpb.StartContainerRequest) -> cpb.StartContainerResponse:
         return await self.start(request)
 
-    async def StopContainer(self, request, context):
+    async def stop_container(self, request: cpb.StopContainerRequest) -> cpb.StopContainerResponse:
         return await self.stop(request)
 
-    async def ExecSyncContainer(self, request, context):
+    async def exec_sync_container(self, request: cpb.ExecSyncContainerRequest) -> cpb.ExecSyncContainerResponse:
         self.check_exec(request)
         return await self.exec(request)
 
-    async def ReopenLogContainer(self, request, context):
+    async def reopen_log_container(self, request: cpb.ReopenLogContainerRequest) -> cpb.ReopenLogContainerResponse:
         self.container(request.id).reopen_log()
         return cpb.ReopenLogContainerResponse()
 
-    async def CreateNamespaces(self, request, context):
+    async def create_namespaces(self, request: cpb.CreateNamespacesRequest) -> cpb.CreateNamespacesResponse:
         return self.namespaces(request)
 
     # -- life

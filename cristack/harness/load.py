@@ -35,7 +35,7 @@ from cristack.harness.cluster import Cluster
 from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK, plan_nodes
 from cristack.harness.procs import stop_children
 from cristack.harness.stack import StackOptions
-from cristack.otel.telemetry import ExportStats
+from cristack.otel.stats import ExportStats
 
 LABEL = "cristack-load"
 SETTLE_S = 5.0  # after the run: how long pods still pending get to start before everything stops

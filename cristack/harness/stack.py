@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from cristack.harness.procs import Proc, start
-from cristack.otel.telemetry import STATS_ENV, ExportStats, read_stats
+from cristack.otel.stats import STATS_ENV, ExportStats, read_stats
 from cristack.wire.endpoints import free_ports, parse_endpoint, private_dir
 
 # The shipped examples are package data: `cristack/examples` is a link to the checkout's `examples/`, and a

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from cristack.otel.loghandler import TraceIdFilter
+
 LEVELS = {
     "trace": logging.DEBUG,
     "debug": logging.DEBUG,
@@ -30,20 +32,16 @@ def verbosity_level(v: int) -> int:
     return logging.DEBUG if v >= 4 else logging.INFO
 
 
-def setup(component: str, level: int, span_events: str | None = None) -> None:
-    """Configures the root logger: ``time level component: message trace_id=.. span_id=..``
-    lines on stderr and, with ``span_events`` (a SpanEventHandler style), the same records as
-    events on the current span."""
-    from cristack.otel.telemetry import SpanEventHandler, TraceIdFilter
-
+def setup(component: str, level: int) -> None:
+    """Configures the root logger for a component's ``main``: ``time level component: message trace_id=..
+    span_id=..`` lines on stderr. (Records as span events are the component's own handler, which its ``run``
+    attaches for as long as it runs: ``Telemetry.log_events``.)"""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(TraceIdFilter())
     handler.setFormatter(logging.Formatter(
         f"%(asctime)s.%(msecs)03d %(levelname)-5s {component}: %(message)s%(trace)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    if span_events:
-        root.addHandler(SpanEventHandler(span_events))
     root.setLevel(level)
     # grpc's own loggers are chatty at DEBUG and say nothing a user of ours needs.
     logging.getLogger("grpc").setLevel(max(level, logging.INFO))

@@ -35,7 +35,8 @@ from google.protobuf import json_format
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from cristack.otel.telemetry import REQUEST_DEADLINE, REQUEST_ID, REQUEST_NAME, current_span, new_request_id
+from cristack.otel.requestctx import REQUEST_DEADLINE, REQUEST_ID, REQUEST_NAME, new_request_id
+from cristack.otel.spans import current_span
 from cristack.wire.endpoints import Endpoint
 from cristack.wire.serving import HandlerMemo
 
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 OTELGRPC_SCOPE = "go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 KUBELET_OTELGRPC_VERSION = "0.65.0"  # Kubernetes v1.36.3 vendor/modules.txt
-CRIO_OTELGRPC_VERSION = "0.66.0"  # CRI-O v1.36.3 vendor/modules.txt
 
 
 def go_code_name(code: grpc.StatusCode) -> str:
@@ -170,7 +170,8 @@ class ServerTracing(grpc.aio.ServerInterceptor):
     debug level when the handler fails. The SERVER span lasts as long as the stream; it has the peer's
     ``server.address`` once the first response (and with it the headers) went out.
 
-    Give it a tracer from ``provider.get_tracer(OTELGRPC_SCOPE, CRIO_OTELGRPC_VERSION)``.
+    Give it a tracer from ``provider.get_tracer(OTELGRPC_SCOPE)``: CRI-O's recorded SERVER spans carry no scope
+    version (tests/data/real/crio/).
     """
 
     def __init__(self, tracer: trace.Tracer, internal_tracer: trace.Tracer | None = None) -> None:

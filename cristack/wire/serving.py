@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import resource
-from collections.abc import Awaitable, Callable, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -111,6 +114,26 @@ class SafeRequests(grpc.aio.ServerInterceptor):
                                                    response_serializer=handler.response_serializer)
 
 
+def run_main(prog: str, server: Coroutine[Any, Any, None], shutdown: Callable[[], None]) -> None:
+    """A server component's ``main`` after its setup: runs ``server`` to its end, then ``shutdown`` (its
+    telemetry's flush) whatever happened; an error of the system (a socket in use, a bad address) is one line
+    naming ``prog`` and exit status 1, not a traceback."""
+    try:
+        asyncio.run(server)
+    except (OSError, ValueError) as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        shutdown()
+
+
+def prepare_process() -> None:
+    """What a server that is its process's does once before it serves (process-wide, so never for a component
+    run inside another process): the open-files limit raised, the garbage collector tuned."""
+    raise_fd_limit()
+    tune_for_service()
+
+
 def raise_fd_limit() -> int:
     """Raises the soft open-files limit to the hard one, as CRI-O and conmon-rs run with a high limit: each
     live container holds a few descriptors in its monitor, and the common soft limit of 1024 would run out
@@ -136,13 +159,17 @@ async def serve(
     on_started: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     max_concurrent_rpcs: int | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Binds ``endpoint``, serves until a stop signal, then runs ``on_stop``.
+    """Binds ``endpoint``, serves until ``stop`` is set, then runs ``on_stop``.
 
-    ``private_parent`` makes the socket's directory 0700 (used for our default locations).
+    ``private_parent`` makes the socket's directory 0700 (used for our default locations). Without ``stop``
+    the server is its process's (a component's ``main``): SIGTERM and SIGINT stop it, and the process is
+    prepared first (``prepare_process``). A component run inside another process (the in-process test tier) is
+    given its event instead and touches neither signal dispositions nor process limits.
     """
-    raise_fd_limit()
-    tune_for_service()
+    if stop is None:
+        prepare_process()
     # Over the limit, grpc answers RESOURCE_EXHAUSTED at once instead of queueing without bound.
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[SafeRequests(), *interceptors],
                              maximum_concurrent_rpcs=max_concurrent_rpcs or DEFAULT_MAX_CONCURRENT_RPCS)
@@ -153,7 +180,7 @@ async def serve(
         warn_if_exposed(endpoint, component)
     # The stop signals are ours before the socket exists: a client that sees it serving may stop us at once
     # (a supervisor, a test), and the default action would kill us with the socket left behind.
-    with stop_on_signals() as stop:
+    with stop_on_signals() if stop is None else contextlib.nullcontext(stop) as stop:
         with socket_umask():
             try:
                 port = server.add_insecure_port(endpoint.grpc_target)

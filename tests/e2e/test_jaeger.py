@@ -40,7 +40,8 @@ def ingested_so_far(jaeger, timeout: float = 15.0) -> None:
     processes export everything before they exit) becomes queryable after what reached Jaeger before it."""
     import uuid
 
-    from cristack.otel.telemetry import Telemetry, TracingSettings
+    from cristack.otel.sampler import TracingSettings
+    from cristack.otel.telemetry import Telemetry
 
     service = f"marker-{uuid.uuid4().hex[:8]}"
     tel = Telemetry(service, TracingSettings(True, jaeger.otlp_endpoint, 1_000_000))

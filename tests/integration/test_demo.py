@@ -147,7 +147,8 @@ def test_sink_command_receives_and_answers_queries(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while not query.ready() and time.monotonic() < deadline:
             time.sleep(0.1)
-        from cristack.otel.telemetry import Telemetry, TracingSettings
+        from cristack.otel.sampler import TracingSettings
+        from cristack.otel.telemetry import Telemetry
 
         tel = Telemetry("probe", TracingSettings(True, f"127.0.0.1:{grpc_port}", 1_000_000))
         for name in ("old-span", "hello-span"):  # two traces; --max-spans 1 keeps the newer

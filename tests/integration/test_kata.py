@@ -15,7 +15,7 @@ from cristack.harness.procs import component_argv
 from cristack.wire.frames import HEADER, MAX_FRAME, Decoder, FrameError, encode
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from tests.conftest import container_config, free_port, pod_config, start_crio
-from tests.integration.test_crio_lifecycle import wait_exited
+from tests.support.criops import wait_exited
 
 
 def test_without_a_forwarder_the_workload_runs_and_the_agent_logs_one_error(tmp_path):

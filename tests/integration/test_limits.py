@@ -18,7 +18,7 @@ from cristack.containers.supervise import READ_CHUNK
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 from tests.conftest import container_config, free_port, pod_config, start_crio
-from tests.integration.test_crio_lifecycle import wait_exited
+from tests.support.criops import wait_exited
 from tests.support.pace import allowance, timed
 
 

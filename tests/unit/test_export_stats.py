@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from cristack.otel.telemetry import STATS_ENV, ExportStats, Telemetry, TracingSettings, read_stats
+from cristack.otel.sampler import TracingSettings
+from cristack.otel.stats import STATS_ENV, ExportStats, read_stats
+from cristack.otel.telemetry import Telemetry, kubelet_telemetry
 
 ALL = TracingSettings(enabled=True, endpoint="127.0.0.1:1", rate_per_million=1_000_000)
 
@@ -62,10 +64,9 @@ def test_spans_dropped_on_a_full_queue_are_counted() -> None:
     assert final.dropped == 0
 
 
-def test_stats_file_is_kept_current_and_final_at_shutdown(tmp_path, monkeypatch) -> None:
+def test_stats_file_is_kept_current_and_final_at_shutdown(tmp_path) -> None:
     path = tmp_path / "crio-stats.json"
-    monkeypatch.setenv(STATS_ENV, str(path))
-    tel = Telemetry("crio", ALL, exporter=FailingExporter())
+    tel = Telemetry("crio", ALL, exporter=FailingExporter(), stats_path=path)
     assert read_stats(path) == ExportStats("crio")  # written at once, before any span
     for i in range(3):
         with tel.tracer("t").start_as_current_span(f"s{i}"):
@@ -77,8 +78,8 @@ def test_stats_file_is_kept_current_and_final_at_shutdown(tmp_path, monkeypatch)
 
 def test_stats_file_with_tracing_off_says_zero(tmp_path, monkeypatch) -> None:
     path = tmp_path / "kubelet-stats.json"
-    monkeypatch.setenv(STATS_ENV, str(path))
-    tel = Telemetry("kubelet", TracingSettings(enabled=False, endpoint="x"))
+    monkeypatch.setenv(STATS_ENV, str(path))  # what a component's main reads (Stack sets it per component)
+    tel = kubelet_telemetry(False, "x", None)
     tel.shutdown()
     assert read_stats(path) == ExportStats("kubelet")
 

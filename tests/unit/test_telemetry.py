@@ -17,6 +17,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import SpanKind, StatusCode
 
+from cristack.otel.exporter import QuietExporter
+from cristack.otel.loghandler import SpanEventHandler
+from cristack.otel.requestctx import REQUEST_ID, REQUEST_NAME
+from cristack.otel.resource import resource_for
 from cristack.otel.rpctrace import (
     ServerTracing,
     canonical_code_name,
@@ -25,17 +29,9 @@ from cristack.otel.rpctrace import (
     server_peer_attributes,
     traced_unary_call,
 )
-from cristack.otel.telemetry import (
-    REQUEST_ID,
-    REQUEST_NAME,
-    QuietExporter,
-    SpanEventHandler,
-    Telemetry,
-    TracingSettings,
-    current_span,
-    resource_for,
-    sampler_for,
-)
+from cristack.otel.sampler import TracingSettings, sampler_for
+from cristack.otel.spans import current_span
+from cristack.otel.telemetry import Telemetry
 from cristack.wire.errors import NotFound, serve_errors
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
@@ -141,7 +137,7 @@ def test_quiet_exporter_warns_once_per_outage(caplog) -> None:
             pass
 
     q = QuietExporter(Flaky(), "127.0.0.1:9", "crio")
-    with caplog.at_level(logging.INFO, logger="cristack.otel.telemetry"):
+    with caplog.at_level(logging.INFO, logger="cristack.otel.exporter"):
         for _ in range(4):
             q.export([object()])
     messages = [r.getMessage() for r in caplog.records]

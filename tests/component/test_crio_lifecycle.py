@@ -1,9 +1,8 @@
-"""fake-crio as a real process on a real unix socket, driven through the generated stubs."""
+"""fake-crio on a real unix socket (in this process), driven through the generated stubs."""
 
 from __future__ import annotations
 
 import stat
-import time
 
 import grpc
 import pytest
@@ -11,34 +10,7 @@ import pytest
 from cristack.containers.crilog import read_log
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from tests.conftest import container_config, pod_config
-
-
-def wait_exited(rt, cid: str, timeout: float = 10.0) -> pb.ContainerStatus:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
-        if status.state == pb.CONTAINER_EXITED:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"container {cid} did not exit within {timeout}s")
-
-
-def code_of(call, request) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as err:
-        call(request)
-    assert err.value.details(), "every error carries a message"
-    return err.value.code()
-
-
-def run_container(crio, command, *, pod=None, name="main"):
-    rt, img = crio.runtime(), crio.images()
-    img.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
-    pod = pod or pod_config()
-    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=pod)).pod_sandbox_id
-    cid = rt.CreateContainer(pb.CreateContainerRequest(
-        pod_sandbox_id=sid, config=container_config(name, command=command), sandbox_config=pod)).container_id
-    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
-    return rt, sid, cid
+from tests.support.criops import code_of, run_container, wait_exited
 
 
 def test_socket_is_private(crio):
@@ -227,29 +199,6 @@ def test_update_container_resources(crio):
         container_id=cid, linux=pb.LinuxContainerResources(cpu_shares=512, memory_limit_in_bytes=1 << 26)))
     res = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.resources.linux
     assert (res.cpu_shares, res.memory_limit_in_bytes) == (512, 1 << 26)
-
-
-def test_restart_keeps_pods_and_containers(crio):
-    rt, sid, cid = run_container(crio, ["echo", "persisted"])
-    wait_exited(rt, cid)
-    crio.restart(kill=True)
-    rt = crio.runtime()
-    assert [p.id for p in rt.ListPodSandbox(pb.ListPodSandboxRequest()).items] == [sid]
-    status = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
-    assert status.state == pb.CONTAINER_EXITED and status.exit_code == 0
-    assert crio.images().ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image="busybox"))).image.id
-    # A running oci container cannot outlive its supervisor: after a restart it is reported exited.
-    # Killed outright, fake-crio never saw the exit: the container is reported lost.
-    _, _, running = run_container(crio, ["sleep", "60"], pod=pod_config("p2", "u2"))
-    crio.restart(kill=True)
-    status = crio.runtime().ContainerStatus(pb.ContainerStatusRequest(container_id=running)).status
-    assert status.state == pb.CONTAINER_EXITED
-    assert status.reason == "ContainerLost" and "restart" in status.message
-    # Stopped gracefully, fake-crio kills its oci containers and records their exit.
-    _, _, running = run_container(crio, ["sleep", "60"], pod=pod_config("p3", "u3"))
-    crio.restart()
-    status = crio.runtime().ContainerStatus(pb.ContainerStatusRequest(container_id=running)).status
-    assert (status.state, status.exit_code) == (pb.CONTAINER_EXITED, 137)
 
 
 def test_calls_are_recorded_in_order(crio):

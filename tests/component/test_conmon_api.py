@@ -3,22 +3,24 @@ conmon-rs v0.8.0's (recorded in tests/data/real/crio/), exported only when the h
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
 
-from cristack.harness.procs import start
-from cristack.wire.endpoints import parse_endpoint
+from cristack.harness.sink.store import SpanStore
 from cristack.wire.pb.conmon.v1 import conmon_pb2 as cpb
 from cristack.wire.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
-from tests.conftest import start_conmon
+from tests.support import inprocess
 
 
 @pytest.fixture
 def conmon(tmp_path):
-    handle = start_conmon(tmp_path)
-    with grpc.insecure_channel(f"unix://{handle.socket}") as ch:
+    sock = tmp_path / "run" / "conmon.sock"
+    component = inprocess.start_conmon(sock, tmp_path / "conmon", tmp_path / "conmon.log")
+    with grpc.insecure_channel(f"unix://{sock}") as ch:
         yield cgrpc.ConmonStub(ch), tmp_path
-    handle.proc.stop()
+    component.stop()
 
 
 def code(call, req) -> grpc.StatusCode:
@@ -62,14 +64,15 @@ def test_statuses(conmon):
 
 
 @pytest.fixture
-def traced_conmon(tmp_path, sink):
+def traced_conmon(tmp_path):
+    """fake-conmon whose spans go, as they end, to a trace sink's store (as a process's go to the sink)."""
     sock = tmp_path / "run" / "conmon.sock"
-    args = ["--listen", f"unix://{sock}", "--runtime-dir", str(tmp_path / "conmon"), "--enable-tracing",
-            "--tracing-endpoint", sink.addresses.otlp_endpoint]
-    proc = start("fake-conmon", args, tmp_path / "conmon.log", endpoint=parse_endpoint(str(sock)))
+    store = SpanStore()
+    component = inprocess.start_conmon(sock, tmp_path / "conmon", tmp_path / "conmon.log", traced=True,
+                                       level=logging.INFO, store=store)
     with grpc.insecure_channel(f"unix://{sock}") as ch:
-        yield cgrpc.ConmonStub(ch), tmp_path, sink.store
-    proc.stop()
+        yield cgrpc.ConmonStub(ch), tmp_path, store
+    component.stop()
 
 
 LOG_DRIVER = {"cristack-monitor-env": "LOG_DRIVER=stdout"}

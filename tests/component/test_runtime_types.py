@@ -10,23 +10,10 @@ import pytest
 from cristack.containers.crilog import read_log
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from tests.conftest import container_config, pod_config
-from tests.integration.test_crio_lifecycle import wait_exited
+from tests.support.criops import start_pod, wait_exited
 from tests.support.pace import allowance, timed
 
 STOP_TIMEOUT_S = 10
-
-
-def start_pod(crio, command, name="c", env=None, uid="u1"):
-    rt = crio.runtime()
-    crio.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
-    pod = pod_config(name=f"pod-{name}", uid=f"{uid}-{name}")
-    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=pod)).pod_sandbox_id
-    cfg = container_config(name, command=command)
-    for k, v in (env or {}).items():
-        cfg.envs.add(key=k, value=v)
-    cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=cfg, sandbox_config=pod)).container_id
-    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
-    return rt, cid
 
 
 def wait_log(path: str, text: str, timeout: float = 10.0) -> list[tuple[str, str]]:
@@ -105,64 +92,6 @@ def test_reopen_log_after_rotation(any_crio):
     os.rename(path, path + ".1")
     rt.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid))
     wait_log(path, "GET /")
-
-
-def test_monitor_killed_mid_run_then_restarted(tmp_path):
-    from tests.conftest import POD_RUNTIME_CONF, start_conmon, start_crio
-
-    conmon = start_conmon(tmp_path)
-    conf = tmp_path / "crio.conf"
-    conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
-    crio = start_crio(tmp_path, config=conf)
-    try:
-        rt, cid = start_pod(crio, ["sleep", "60"])
-        assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_RUNNING
-        conmon.proc.kill()
-        # fake-crio notices at its next monitor probe (its health cache lasts MONITOR_HEALTH_TTL_S).
-        deadline = time.monotonic() + 15
-        while (status := rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status).state \
-                != pb.CONTAINER_EXITED and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert status.state == pb.CONTAINER_EXITED
-        assert status.reason == "ContainerLost" and "monitor" in status.message
-        # fake-crio keeps serving, and a new monitor serves new containers.
-        assert rt.Version(pb.VersionRequest()).runtime_name == "cri-o"
-        conmon.restart()
-        rt, cid2 = start_pod(crio, ["echo", "back"], name="again")
-        assert wait_exited(rt, cid2).exit_code == 0
-        # The old container stays exited: the new monitor never knew it. Asked after fake-crio has probed
-        # the new monitor (conmon logs each probe, a Version request, at debug), it is still exited. A
-        # running container's status is what makes fake-crio probe its monitor.
-        rt, running = start_pod(crio, ["sleep", "60"], name="probe")
-        probes = conmon.proc.log_text().count("Got a version request")
-        deadline = time.monotonic() + 15
-        while conmon.proc.log_text().count("Got a version request") <= probes and time.monotonic() < deadline:
-            rt.ContainerStatus(pb.ContainerStatusRequest(container_id=running))
-            time.sleep(0.05)
-        assert conmon.proc.log_text().count("Got a version request") > probes, "fake-crio never probed the monitor"
-        assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_EXITED
-    finally:
-        crio.close()
-        conmon.proc.stop()
-
-
-def test_pod_containers_survive_a_crio_restart(tmp_path):
-    from tests.conftest import POD_RUNTIME_CONF, start_conmon, start_crio
-
-    conmon = start_conmon(tmp_path)
-    conf = tmp_path / "crio.conf"
-    conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
-    crio = start_crio(tmp_path, config=conf)
-    try:
-        rt, cid = start_pod(crio, ["sleep", "60"])
-        crio.restart(kill=True)
-        rt = crio.runtime()
-        assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_RUNNING
-        rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2))
-        assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.exit_code == 143
-    finally:
-        crio.close()
-        conmon.proc.stop()
 
 
 def test_stop_right_after_start_is_never_lost(any_crio):

@@ -13,7 +13,8 @@ import pytest
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
-from tests.conftest import CrioHandle, container_config, pod_config
+from tests.component.conftest import InProcessCrio
+from tests.conftest import container_config, pod_config
 
 
 async def _gather(endpoint: str, calls) -> list:  # noqa: ANN001 - a function of the stub, returning a coroutine
@@ -30,7 +31,7 @@ def _split(results: list) -> tuple[list, list[grpc.aio.AioRpcError]]:
     return ok, errors
 
 
-def test_fifty_concurrent_sandboxes_get_fifty_ids_and_ips(any_crio: CrioHandle) -> None:
+def test_fifty_concurrent_sandboxes_get_fifty_ids_and_ips(any_crio: InProcessCrio) -> None:
     configs = [pod_config(name=f"p{i}", uid=f"uid-{i}") for i in range(50)]
     results = asyncio.run(_gather(any_crio.endpoint, [
         lambda stub, cfg=cfg: stub.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=60)
@@ -44,7 +45,7 @@ def test_fifty_concurrent_sandboxes_get_fifty_ids_and_ips(any_crio: CrioHandle) 
     assert len(set(ips)) == 50 and all(ips), sorted(ips)
 
 
-def test_ten_identical_run_pod_sandbox_calls_make_one_sandbox(any_crio: CrioHandle) -> None:
+def test_ten_identical_run_pod_sandbox_calls_make_one_sandbox(any_crio: InProcessCrio) -> None:
     # The first calls this fake-crio serves: with runtime type pod its monitor channel is still cold.
     cfg = pod_config(name="twin", uid="uid-twin")
     results = asyncio.run(_gather(any_crio.endpoint, [
@@ -61,7 +62,7 @@ def test_ten_identical_run_pod_sandbox_calls_make_one_sandbox(any_crio: CrioHand
     assert [s.id for s in listed] == [holder]
 
 
-def test_a_failed_creation_gives_its_name_back(any_crio: CrioHandle) -> None:
+def test_a_failed_creation_gives_its_name_back(any_crio: InProcessCrio) -> None:
     rt = any_crio.runtime()
     bad = pod_config(name="retry", uid="uid-retry")
     bad.log_directory = "../outside"
@@ -79,7 +80,7 @@ def test_a_failed_creation_gives_its_name_back(any_crio: CrioHandle) -> None:
     assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.metadata.name == "main"
 
 
-def test_ten_identical_create_container_calls_make_one_container(any_crio: CrioHandle) -> None:
+def test_ten_identical_create_container_calls_make_one_container(any_crio: InProcessCrio) -> None:
     rt = any_crio.runtime()
     any_crio.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
     sandbox = pod_config(name="ctrs", uid="uid-ctrs")

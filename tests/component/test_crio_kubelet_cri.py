@@ -6,8 +6,6 @@ do with and without enable_pod_events, and the Stream* calls the kubelet tries f
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +14,8 @@ import grpc
 import pytest
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
-from tests.conftest import container_config, pod_config, start_crio
+from tests.component.conftest import start_crio
+from tests.conftest import container_config, pod_config
 
 
 def _walk(path: Path) -> tuple[int, int]:
@@ -94,15 +93,6 @@ def test_runtime_config_answers_the_configured_cgroup_manager(tmp_path: Path, li
         assert handle.runtime().RuntimeConfig(pb.RuntimeConfigRequest()).linux.cgroup_driver == driver
     finally:
         handle.close()
-
-
-def test_an_unknown_cgroup_manager_is_a_config_error(tmp_path: Path):
-    conf = _conf(tmp_path, 'cgroup_manager = "cgroupsv3"')
-    proc = subprocess.run([sys.executable, "-m", "fake_crio.main", "--config", str(conf), "--root",
-                           str(tmp_path / "root"), "--listen", str(tmp_path / "c.sock")],
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 2
-    assert str(conf) in proc.stderr and "crio.runtime.cgroup_manager" in proc.stderr and "cgroupsv3" in proc.stderr
 
 
 def _run(crio, command: list[str]) -> tuple[str, str]:
@@ -205,27 +195,19 @@ def test_stream_containers_images_and_sandboxes_answer_what_the_lists_answer(cri
 def test_streaming_calls_get_crio_s_server_span_only(tmp_path: Path):
     """CRI-O traces a server stream with otelgrpc's SERVER span alone: its StreamInterceptor opens no
     ``/runtime.v1...`` span (unlike its unary interceptor), and the steps the handler opens hang off it."""
-    from cristack.harness.sink.receiver import Sink
-
-    sink = Sink()
-    addresses = sink.start()
-    handle = start_crio(tmp_path, "--enable-tracing", "--tracing-endpoint", addresses.otlp_endpoint,
-                        "--tracing-sampling-rate-per-million", "1000000")
+    crio = start_crio(tmp_path, "--enable-tracing", "--tracing-endpoint", "127.0.0.1:4317",
+                      "--tracing-sampling-rate-per-million", "1000000")
     try:
-        rt = handle.runtime()
+        rt = crio.runtime()
         list(rt.StreamContainers(pb.StreamContainersRequest(filter=pb.ContainerFilter())))
         list(rt.GetContainerEvents(pb.GetEventsRequest(), timeout=10))
-        assert sink.store.wait(lambda st: {"runtime.v1.RuntimeService/StreamContainers",
-                                           "runtime.v1.RuntimeService/GetContainerEvents"}
-                               <= {s.name for s in st.spans()}, 15)
-        spans = sink.store.spans()
-        by_id = {s.span_id: s for s in spans}
-        for name in ("StreamContainers", "GetContainerEvents"):
-            server = [s for s in spans if s.name == f"runtime.v1.RuntimeService/{name}"]
-            assert [(s.kind, s.attributes["rpc.response.status_code"]) for s in server] == [("SERVER", "OK")]
-            assert not [s for s in spans if s.name == f"/runtime.v1.RuntimeService/{name}"]
-        step = [s for s in spans if s.name.endswith("filterContainerList")]
-        assert step and by_id[step[0].parent_span_id].name == "runtime.v1.RuntimeService/StreamContainers"
+        spans = crio.spans()
     finally:
-        handle.close()
-        sink.stop()
+        crio.close()
+    by_id = {s.context.span_id: s for s in spans}
+    for name in ("StreamContainers", "GetContainerEvents"):
+        server = [s for s in spans if s.name == f"runtime.v1.RuntimeService/{name}"]
+        assert [(s.kind.name, s.attributes["rpc.response.status_code"]) for s in server] == [("SERVER", "OK")]
+        assert not [s for s in spans if s.name == f"/runtime.v1.RuntimeService/{name}"]
+    step = [s for s in spans if s.name.endswith("filterContainerList")]
+    assert step and by_id[step[0].parent.span_id].name == "runtime.v1.RuntimeService/StreamContainers"
