@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from cristack.otel.telemetry import EXPORT_CHANNEL_OPTIONS, EXPORT_TIMEOUT_S, SHUTDOWN_BUDGET_S
+from cristack.otel.exporter import EXPORT_CHANNEL_OPTIONS, EXPORT_TIMEOUT_S
+from cristack.otel.telemetry import SHUTDOWN_BUDGET_S
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 MAX_REQUEST_BYTES = 3 * 2**20
