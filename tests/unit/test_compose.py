@@ -138,3 +138,12 @@ def test_dockerfile_is_slim_pinned_and_non_root() -> None:
     packages = {"cristack", *(p.name for p in REPO.glob("fake_*") if (p / "__init__.py").exists())}
     assert packages <= copied, f"the image would lack {packages - copied}"
     assert (REPO / "cristack" / "examples").resolve().name in copied, "the examples the package links to"
+
+
+def test_every_service_is_held_to_a_3s_stop_grace_period() -> None:
+    """`docker compose down` sends SIGTERM and SIGKILLs after stop_grace_period: 3 s for every service, so that the
+    real-engine test (tests/e2e/test_compose_real.py) reads "no container needed SIGKILL" as "each stopped within
+    3 s" (the engine's default would allow 10)."""
+    compose = load(REPO / "compose.yaml")
+    assert {name: svc.get("stop_grace_period") for name, svc in compose["services"].items()} == \
+        dict.fromkeys(compose["services"], "3s")
