@@ -29,6 +29,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from cristack.config.durations import go_duration_seconds
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wording import plural
 from fake_kubelet import events
@@ -287,10 +288,10 @@ class PodWorker:
             if self._first((events.BACKOFF, current.id)):  # once per window (the real recorder counts repeats)
                 self.event("Warning", events.BACKOFF, f"Back-off restarting failed container {spec.name} in pod "
                            f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})", spec.name,
-                           **{events.BACK_OFF: f"{self.backoff.delay(key):g}s"})
+                           **{events.BACK_OFF: go_duration_seconds(self.backoff.delay(key))})
             self._waiting(view, "CrashLoopBackOff",
-                          f"back-off {self.backoff.delay(key):g}s restarting failed container={spec.name} "
-                          f"pod={self.pod.name}_{self.pod.namespace}({self.pod.uid})")
+                          f"back-off {go_duration_seconds(self.backoff.delay(key))} restarting failed "
+                          f"container={spec.name} pod={self.pod.name}_{self.pod.namespace}({self.pod.uid})")
             self._retry_in(left)
             return
         self.backoff.next(key, finished)  # the next crash's window is this delay doubled
@@ -345,7 +346,7 @@ class PodWorker:
                 self._retry_in(left)
                 if self.view.containers[spec.name].reason != "ImagePullBackOff":
                     self.event("Normal", events.BACKOFF, f'Back-off pulling image "{spec.image}"', spec.name,
-                               **{events.BACK_OFF: f"{self.image_backoff.delay(key):g}s"})
+                               **{events.BACK_OFF: go_duration_seconds(self.image_backoff.delay(key))})
                 raise SyncError("ImagePullBackOff", f'Back-off pulling image "{spec.image}"')
             self.event("Normal", events.PULLING, f'Pulling image "{spec.image}"', spec.name)
             started = time.monotonic()
@@ -356,7 +357,7 @@ class PodWorker:
                 delay = self.image_backoff.next(key)
                 self._retry_in(delay)
                 self.event("Warning", events.FAILED, f'Failed to pull image "{spec.image}": {err.details()}',
-                           spec.name, **{events.BACK_OFF: f"{delay:g}s"})
+                           spec.name, **{events.BACK_OFF: go_duration_seconds(delay)})
                 raise SyncError("ErrImagePull", f'failed to pull image "{spec.image}": {err.details()}') from None
             self.event("Normal", events.PULLED, f'Successfully pulled image "{spec.image}" in '
                        f"{time.monotonic() - started:.3f}s", spec.name)
