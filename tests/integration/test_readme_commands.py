@@ -89,8 +89,9 @@ PLAN: dict[str, Plan] = {
     ".venv/bin/fake-kubelet --config examples/kubelet/kubelet-config.yaml":
         Plan("serve", ["fake-kubelet: container runtime cri-o"], needs=[CONMON, CRIO_CONF]),
     ".venv/bin/fake-kubelet --config examples/kubelet/kubelet-config.yaml      --pod-manifest-path "
-    "examples/manifests --runonce":
-        Plan("serve", ["added from examples/manifests/nginx.yaml"], needs=[CONMON, CRIO_CONF]),
+    "examples/manifests --runonce":  # exits (within the 60 s a command gets) once the long-running nginx pod runs
+        Plan("run", ["added from examples/manifests/nginx.yaml", "--runonce: pod default/web running"],
+             needs=[CONMON, CRIO_CONF]),
 }
 CRICTL_SESSION = "a crictl session against fake-crio: tests/e2e/test_crictl.py runs the same crictl commands"
 
