@@ -72,6 +72,8 @@ PLAN: dict[str, Plan] = {
     "docker compose exec crio crictl ps": Plan("docker"),
     "docker compose exec crio crictl pods": Plan("docker"),
     "docker compose exec crio crictl logs $(docker compose exec crio crictl ps -q --name nginx)": Plan("docker"),
+    "scripts/compose-e2e.sh": Plan("not-run", why="needs root or a Docker engine and minutes: .ci/run runs it after "
+                                                   "make test (tests/e2e/test_compose_real.py)"),
     "make tools": Plan("not-run", why="it builds or links crictl, critest, Jaeger, kustomize and kubeconform: "
                                       "make test runs it"),
     "docker build -t cristack:dev .": Plan("not-run", why="needs a Docker engine; compose builds the same Dockerfile"),
