@@ -35,8 +35,10 @@ export DOCKER_CONFIG=$state/docker-config
 mkdir -p "$DOCKER_CONFIG/cli-plugins"
 
 started_dockerd=
+builds=()  # background Go builds still running
 finish() {
   local rc=$?
+  for pid in "${builds[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   if [ -n "$started_dockerd" ]; then
     step "stopping the dockerd this script started (pid $started_dockerd)"
     kill "$started_dockerd" 2>/dev/null || true
@@ -65,27 +67,46 @@ if ! docker info >/dev/null 2>&1; then
 fi
 docker version --format 'engine {{.Server.Version}} (API {{.Server.APIVersion}}), client {{.Client.Version}}'
 
-step "compose v2 plugin"
-if ! docker compose version >/dev/null 2>&1; then
-  command -v go >/dev/null || skip_or_fail "docker compose v2 is missing and building it needs Go"
-  "$repo/scripts/install-tools.sh" docker-compose >/dev/null
-  ln -sf "$cache/docker-compose-v5.6.0/bin/docker-compose" "$DOCKER_CONFIG/cli-plugins/docker-compose"
-fi
-docker compose version
-
 # --- stand-ins: only for images the engine has not got and cannot pull ---------------------------------------
 standins=()
 have_or_pull() {  # $1: image; true when the engine has it (pulled if it can be)
   docker image inspect "$1" >/dev/null 2>&1 && return 0
   timeout 120 docker pull -q "$1" >/dev/null 2>&1
 }
+
+PYTHON=python:3.12.8-slim-bookworm GOLANG=golang:1.26-bookworm
+JAEGER=jaegertracing/jaeger:2.13.0 COLLECTOR=otel/opentelemetry-collector-contrib:0.140.1
+
+# The two Go builds (minutes each on a fresh machine, cached after) run in the background, one after the other,
+# while the rootfs is fetched and the other stand-ins are built; each is waited for where it is needed.
+go_build() {  # $1: tool of scripts/install-tools.sh; $2: a pid to wait for first (or empty). Sets $built.
+  ( while [ -n "$2" ] && kill -0 "$2" 2>/dev/null; do sleep 1; done
+    "$repo/scripts/install-tools.sh" "$1" >"$state/build-$1.log" 2>&1 ) </dev/null >/dev/null &
+  built=$!
+  builds+=("$built")
+}
+wait_build() {  # $1: pid from go_build, $2: what it is for
+  [ -z "$1" ] && return 0
+  wait "$1" || { tail -20 "$state/build-$2.log"; skip_or_fail "building $2 failed ($state/build-$2.log)"; }
+}
+plugin=$cache/docker-compose-v5.6.0/bin/docker-compose
+compose_build= collector_build=
+if ! docker compose version >/dev/null 2>&1 && [ ! -x "$plugin" ]; then
+  command -v go >/dev/null || skip_or_fail "docker compose v2 is missing and building it needs Go"
+  step "building the compose v2 plugin in the background"
+  go_build docker-compose ""
+  compose_build=$built
+fi
+if ! have_or_pull "$COLLECTOR" && [ ! -x "$cache/otelcol-contrib-v0.140.1/bin/otelcol-contrib" ]; then
+  command -v go >/dev/null || skip_or_fail "$COLLECTOR cannot be pulled and its stand-in needs Go"
+  step "building the collector stand-in in the background"
+  go_build otelcol-contrib "$compose_build"
+  collector_build=$built
+fi
 is_standin() { [ "$(docker image inspect -f '{{index .Config.Labels "io.cristack.stand-in"}}' "$1" 2>/dev/null)" = true ]; }
 build_standin() {  # $1: image, $2: context directory with a Dockerfile
   docker build -q --label io.cristack.stand-in=true -t "$1" "$2" >/dev/null
 }
-
-PYTHON=python:3.12.8-slim-bookworm GOLANG=golang:1.26-bookworm
-JAEGER=jaegertracing/jaeger:2.13.0 COLLECTOR=otel/opentelemetry-collector-contrib:0.140.1
 
 step "$PYTHON"
 if ! have_or_pull "$PYTHON"; then
@@ -141,7 +162,7 @@ fi
 step "$COLLECTOR"
 if ! have_or_pull "$COLLECTOR"; then
   # A collector with just the components deploy/otel-collector.yaml uses (tools/otelcol-contrib/main.go).
-  "$repo/scripts/install-tools.sh" otelcol-contrib >/dev/null
+  wait_build "$collector_build" otelcol-contrib
   mkdir -p "$work/otelcol" && cp "$cache/otelcol-contrib-v0.140.1/bin/otelcol-contrib" "$work/otelcol/"
   cat >"$work/otelcol/Dockerfile" <<EOF
 FROM $PYTHON
@@ -156,6 +177,13 @@ for image in "$PYTHON" "$GOLANG" "$JAEGER" "$COLLECTOR"; do
   is_standin "$image" && standins+=("$image")
 done
 echo "stand-ins: ${standins[*]:-none}"
+
+step "compose v2 plugin"
+if ! docker compose version >/dev/null 2>&1; then
+  wait_build "$compose_build" docker-compose
+  ln -sf "$plugin" "$DOCKER_CONFIG/cli-plugins/docker-compose"
+fi
+docker compose version
 
 step "docker compose build"
 docker compose build --quiet

@@ -25,6 +25,7 @@ import yaml
 from cristack.harness import expectations, scenarios
 from cristack.harness.sink.store import Span
 from cristack.harness.tracequery import JaegerQuery, pod_uid_is, wait_for_trace
+from tests.integration.test_kubelet import wait_for
 from tests.support.dockercompose import Compose, docker, engine_objects
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,16 +37,6 @@ if os.environ.get("CRISTACK_COMPOSE_E2E") != "1":
                 ".ci/run runs it)", allow_module_level=True)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
-
-
-def wait_for(what: str, probe: Callable[[], object], timeout: float = 60.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
-        time.sleep(every)
 
 
 def is_create_of(pod: str) -> Callable[[list[Span]], bool]:
@@ -116,7 +107,8 @@ def crictl_in_the_crio_container(run: Run) -> None:
     assert any(" nginx " in line and " Running " in line for line in ps.splitlines()), ps
     nginx = run.compose.exec("crio", "crictl", "ps", "-q", "--name", "nginx").strip()
     assert nginx and "\r" not in nginx, repr(nginx)
-    logs = wait_for("nginx's log through crictl logs", lambda: run.compose.exec("crio", "crictl", "logs", nginx))
+    logs = wait_for("nginx's log through crictl logs", lambda: run.compose.exec("crio", "crictl", "logs", nginx),
+                    timeout=30, interval=0.5)
     assert logs.strip()
 
 
@@ -130,14 +122,15 @@ def dropped_manifest_runs(run: Run) -> None:
     assert name in run.compose.exec("crio", "crictl", "pods", "--name", name)
     d.remove()
     wait_for(f"pod {name} torn down once its manifest is gone",
-             lambda: " Ready " not in run.compose.exec("crio", "crictl", "pods", "--name", name))
+             lambda: " Ready " not in run.compose.exec("crio", "crictl", "pods", "--name", name), timeout=60,
+             interval=0.5)
 
 
 def through_the_collector(run: Run) -> None:
     """With deploy/collector.env the spans reach Jaeger through the collector: its debug exporter logged them."""
     trace_id = run.found["web"]
     wait_for("the web pod's trace in the collector's debug output", lambda: trace_id in run.compose.logs("collector"),
-             timeout=30)
+             timeout=30, interval=0.5)
 
 
 class _JaegerRun(scenarios.Run):
@@ -164,7 +157,7 @@ def kata_pod_traces(run: Run) -> None:
         found = scenarios.find_kata([_JaegerRun(list(seen.values()))])
         return found if found.ok else None
 
-    found = wait_for("the kata pod's traces (shim and agent) in Jaeger", finding, timeout=60)
+    found = wait_for("the kata pod's traces (shim and agent) in Jaeger", finding, timeout=60, interval=0.5)
     run.found["kata"] = found.trace_ids[0]
 
 
@@ -218,7 +211,8 @@ def test_compose_up_for_real(profile: Profile) -> None:
         down = compose.down("-v")
         after = engine_objects()
         print(f"[{profile.name}] down -v: {down.seconds:.2f}s; " + ", ".join(
-            f"{s.service} exit {s.exit_code} signals {'+'.join(s.signals)}" for s in down.stopped.values()),
+            f"{s.service} {s.seconds:.2f}s (signals {'+'.join(s.signals)}, exit {s.exit_code})"
+            for s in down.stopped.values()),
             flush=True)
     if failure is None:
         assert {s.service for s in down.stopped.values()} == profile.services

@@ -39,6 +39,13 @@ class Stopped:
     service: str
     signals: list[str] = field(default_factory=list)  # "15" SIGTERM from the stop, "9" SIGKILL after the timeout
     exit_code: str = ""
+    told: int = 0  # ns: the first signal
+    died: int = 0  # ns: the exit
+
+    @property
+    def seconds(self) -> float:
+        """From the first signal to the exit."""
+        return (self.died - self.told) / 1e9 if self.told and self.died else float("nan")
 
     @property
     def killed(self) -> bool:
@@ -100,7 +107,9 @@ class Compose:
             row = stopped.setdefault(attrs.get("name", "?"), Stopped(attrs.get("com.docker.compose.service", "?")))
             if ev["Action"] == "kill":
                 row.signals.append(attrs.get("signal", ""))
+                row.told = row.told or ev.get("timeNano", 0)
             else:
                 row.exit_code = attrs.get("exitCode", "")
+                row.died = ev.get("timeNano", 0)
         return Down(took, stopped)
 
