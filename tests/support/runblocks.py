@@ -180,7 +180,7 @@ def check_without_docker(command: str) -> list[str]:
     the Compose Specification (with the env file it names), what it builds exists, the service it names is there."""
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     schema = json.loads((REPO / "tests" / "data" / "compose-spec" / "compose-spec.json").read_text())
-    problems = [e.message for e in jsonschema.Draft201909Validator(schema).iter_errors(compose)]
+    problems = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(compose)]
     up, ex = COMPOSE_UP.match(command), COMPOSE_EXEC.match(command)
     if up:
         env_file = REPO / up.group(1) if up.group(1) else None
