@@ -76,6 +76,7 @@ class KubeletConfig:
     runtime_request_timeout: float = 120.0
     runonce: bool = False
     runonce_timeout: float = 300.0
+    runonce_teardown: bool = False  # mock: tear the pods down before --runonce exits (the real kubelet leaves them)
     log_level: int = logging.INFO
     node_name: str = "cristack-node"
     pod_cidr: str = ""  # KubeletConfiguration podCIDR (standalone mode), passed to the runtime
@@ -106,8 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--container-runtime-endpoint", help="CRI endpoint, unix:///PATH or HOST:PORT")
     p.add_argument("--pod-manifest-path", type=Path, help="directory of static pod manifests")
     p.add_argument("--runonce", action="store_true",
-                   help="run the static pods to completion, tear them down, and exit")
+                   help="run the static pods until each is running (or has finished), then exit, leaving them "
+                        "running (pkg/kubelet/runonce.go)")
     p.add_argument("--runonce-timeout", default="5m", help="give up on --runonce after this long (default 5m)")
+    p.add_argument("--runonce-teardown", action="store_true",
+                   help="mock: with --runonce, tear the pods down in the real stop order before exiting")
     p.add_argument("--v", "-v", type=int, default=None, help="klog verbosity (4 and above: debug)")
     p.add_argument("--log-level", help="debug, info, warn, error (overrides --v)")
     p.add_argument("--hostname-override", help="node name, also the traces' host.name (default: the hostname)")
@@ -215,9 +219,14 @@ def load(argv: list[str] | None = None) -> KubeletConfig:
         where = "--container-runtime-endpoint" if args.container_runtime_endpoint else "containerRuntimeEndpoint"
         raise ConfigError(src if where != "--container-runtime-endpoint" else "<flags>", where, str(err)) from None
 
-    static = args.pod_manifest_path or _check(doc, "staticPodPath", src)
-    if static is not None and args.config and not Path(static).is_absolute():
-        static = args.config.parent / static  # relative to the config file, for shipped examples
+    # A flag's relative path is the working directory's, a config file's is the file's directory (the real kubelet's
+    # resolveRelativePaths applies to the file's fields only): `--pod-manifest-path examples/manifests` with
+    # --config examples/kubelet/... had looked in examples/kubelet/examples/manifests and run no pod.
+    static = args.pod_manifest_path
+    if static is None:
+        static = _check(doc, "staticPodPath", src)
+        if static is not None and args.config and not Path(static).is_absolute():
+            static = args.config.parent / static
 
     gates_raw = _check(doc, "featureGates", src, {})
     gates: dict[str, bool] = {}
@@ -282,6 +291,7 @@ def load(argv: list[str] | None = None) -> KubeletConfig:
                                           "runtimeRequestTimeout"),
         runonce=args.runonce,
         runonce_timeout=flag_durations["runonce_timeout"],
+        runonce_teardown=args.runonce_teardown,
         log_level=level,
         node_name=node_name(args.hostname_override),
         pod_cidr=pod_cidr(_check(doc, "podCIDR", src, ""), src),

@@ -7,6 +7,7 @@ import time
 
 import grpc
 
+from cristack.config.durations import go_duration_seconds
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from fake_kubelet import events
 from fake_kubelet.manifests import Container
@@ -35,7 +36,7 @@ class ImageManager(PodState):
                 self.retry_in(left)
                 if self.view.containers[spec.name].reason != "ImagePullBackOff":
                     self.event("Normal", events.BACKOFF, f'Back-off pulling image "{spec.image}"', spec.name,
-                               **{events.BACK_OFF: f"{self.image_backoff.delay(key):g}s"})
+                               **{events.BACK_OFF: go_duration_seconds(self.image_backoff.delay(key))})
                 raise SyncError("ImagePullBackOff", f'Back-off pulling image "{spec.image}"')
             self.event("Normal", events.PULLING, f'Pulling image "{spec.image}"', spec.name)
             started = time.monotonic()
@@ -46,7 +47,7 @@ class ImageManager(PodState):
                 delay = self.image_backoff.next(key)
                 self.retry_in(delay)
                 self.event("Warning", events.FAILED, f'Failed to pull image "{spec.image}": {err.details()}',
-                           spec.name, **{events.BACK_OFF: f"{delay:g}s"})
+                           spec.name, **{events.BACK_OFF: go_duration_seconds(delay)})
                 raise SyncError("ErrImagePull", f'failed to pull image "{spec.image}": {err.details()}') from None
             self.event("Normal", events.PULLED, f'Successfully pulled image "{spec.image}" in '
                        f"{time.monotonic() - started:.3f}s", spec.name)

@@ -1,6 +1,7 @@
 """The kubelet: watches static pod manifests, runs a worker per pod, relists (PLEG), does its
 periodic runtime work and garbage collection (periodic.py), serves its HTTP API (api.py), and in
---runonce mode runs the pods to completion and tears them down."""
+--runonce mode runs the pods until each is running or has finished, then returns (tearing them down first with
+--runonce-teardown)."""
 
 from __future__ import annotations
 
@@ -328,13 +329,16 @@ class Kubelet:
                     outcome.setdefault(w.pod.uid, f"did not finish within {self.cfg.runonce_timeout:g}s")
                 break
             await asyncio.sleep(0.05)
-        for w in workers:
-            w.request_terminate()
-        await asyncio.gather(*(w.done.wait() for w in workers))
-        # The pods are done with: their containers and sandboxes are garbage now.
-        self.deleted |= set(self.pods)
-        self.pods = {}
-        await self.garbage_collect()
+        # The real kubelet returns once each pod runs (runonce.go runPod) and exits, its pods left to the runtime;
+        # --runonce-teardown (cristack demo, the tests) stops them first, so that nothing outlives the run.
+        if self.cfg.runonce_teardown:
+            for w in workers:
+                w.request_terminate()
+            await asyncio.gather(*(w.done.wait() for w in workers))
+            # The pods are done with: their containers and sandboxes are garbage now.
+            self.deleted |= set(self.pods)
+            self.pods = {}
+            await self.garbage_collect()
         failed = [(w.pod, outcome.get(w.pod.uid, "interrupted")) for w in workers if outcome.get(w.pod.uid, "x")]
         for pod, why in failed:
             log.error("--runonce: pod %s failed: %s", pod.full_name, why)

@@ -15,6 +15,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from cristack.config.durations import go_duration_seconds
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from fake_kubelet import events
 from fake_kubelet.backoff import should_restart
@@ -94,10 +95,10 @@ class RuntimeManager(ContainerRuntime):
             if self.first((events.BACKOFF, current.id)):  # once per window (the real recorder counts repeats)
                 self.event("Warning", events.BACKOFF, f"Back-off restarting failed container {spec.name} in pod "
                            f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})", spec.name,
-                           **{events.BACK_OFF: f"{self.backoff.delay(key):g}s"})
+                           **{events.BACK_OFF: go_duration_seconds(self.backoff.delay(key))})
             self.waiting(view, "CrashLoopBackOff",
-                         f"back-off {self.backoff.delay(key):g}s restarting failed container={spec.name} "
-                         f"pod={self.pod.name}_{self.pod.namespace}({self.pod.uid})")
+                         f"back-off {go_duration_seconds(self.backoff.delay(key))} restarting failed "
+                         f"container={spec.name} pod={self.pod.name}_{self.pod.namespace}({self.pod.uid})")
             self.retry_in(left)
             return
         self.backoff.next(key, finished)  # the next crash's window is this delay doubled

@@ -45,6 +45,11 @@ tools=(
   "ttrpc-peer|v1.2.9-$peer_hash|cristack.local/tools/ttrpc-peer"
   # telemetrygen, the Collector's load generator, opt-in for `make bench` (the fleet section's side-by-side figure).
   "telemetrygen|v0.161.0|github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen"
+  # For the real-engine compose test only (scripts/compose-e2e.sh): the Compose v2 CLI plugin, which Debian's
+  # docker.io lacks, and a collector with just the components deploy/otel-collector.yaml uses (its main package
+  # is tools/otelcol-contrib/main.go), which stands in for the otel/opentelemetry-collector-contrib image.
+  "docker-compose|v5.6.0|github.com/docker/compose/v5/cmd"
+  "otelcol-contrib|v0.140.1|."
 )
 # Which tools to install: the arguments, or what `make test` needs.
 wanted=("$@")
@@ -71,6 +76,11 @@ for entry in "${tools[@]}"; do
     if [ "$name" = critest ]; then
       # critest is a test binary: `go install` cannot build it, `go test -c` does.
       build=(go test -c -o "$dest/$name" "$pkg")
+    elif [ "$name" = docker-compose ]; then
+      build=(go build -trimpath -ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=$version"
+             -o "$dest/$name" "$pkg")
+    elif [ "$name" = otelcol-contrib ]; then
+      build=(go build -trimpath -o "$dest/$name" "$pkg")
     elif [ "$name" = kubelet ]; then
       # The version stamps Kubernetes' own build (hack/lib/version.sh) sets, so --version and the
       # User-Agent say v1.36.3 rather than v0.0.0-master; low priority, since it takes a while.

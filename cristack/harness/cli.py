@@ -139,11 +139,13 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def print_scenario_list(scenarios) -> None:  # noqa: ANN001 - the cristack.harness.scenarios module
-    """One scenario a line, its title whole: wrapped under itself at the terminal's width (80 in a pipe)."""
-    import shutil
+    """One scenario a line, its title whole: wrapped under itself at $COLUMNS or the terminal's width (80 in a
+    pipe)."""
     import textwrap
 
-    width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
+    from cristack.harness.render.terminal import output_width
+
+    width = output_width(80)
     names = scenarios.names()
     indent = max(map(len, names)) + 2
     for name in names:

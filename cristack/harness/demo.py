@@ -28,8 +28,9 @@ from cristack.harness.cluster import Cluster
 from cristack.harness.nodeplan import ClusterError, NodePlan, assign, plan_nodes
 from cristack.harness.procs import Cleanup, run_with_cleanup
 from cristack.harness.render import html as html_render
+from cristack.harness.render.escape import visible
 from cristack.harness.render.model import TraceView, build
-from cristack.harness.render.terminal import make_console, print_trace
+from cristack.harness.render.terminal import PIPE_WIDTH, make_console, print_trace
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import Span, SpanStore
 from cristack.harness.stack import StackOptions, example
@@ -101,8 +102,8 @@ def subtree(spans: list[Span], root: Span) -> list[Span]:
 
 def start_lines(pods: list[tuple[str, str]], opts: DemoOptions) -> list[str]:
     """``pod: trace ID`` for each pod start (and its Jaeger UI link when a UI was named)."""
-    return [f"{pod} start: {trace_id}" + (f"  {jaeger_link(opts.jaeger_ui, trace_id)}" if opts.jaeger_ui else "")
-            for pod, trace_id in pods]
+    link = (lambda trace_id: f"  {jaeger_link(opts.jaeger_ui, trace_id)}") if opts.jaeger_ui else (lambda _: "")
+    return [f"{visible(pod)} start: {trace_id}{link(trace_id)}" for pod, trace_id in pods]
 
 
 def summary_line(store: SpanStore, shown: set[str]) -> str:
@@ -198,7 +199,7 @@ def _refused_pods(pods: list[Path], err: Console) -> int | None:
         try:
             parse_pod(p.read_bytes(), str(p))
         except ManifestError as e:
-            err.print(f"cristack demo: the kubelet rejects this pod: {e}", markup=False, highlight=False,
+            err.print(f"cristack demo: the kubelet rejects this pod: {visible(e)}", markup=False, highlight=False,
                       soft_wrap=True)
             return 1
     return None
@@ -303,7 +304,8 @@ class _Demo:
         for plan, stack in self.cluster:
             where = f"{plan.name} " if self.several else ""
             for pod, ctr, line in container_output(stack.pod_logs):
-                self.console.print(f"[{where}{pod}/{ctr}] {line}", markup=False, highlight=False)
+                # The container's own output as it wrote it (as `kubectl logs` shows it); the names are ours to escape.
+                self.console.print(f"[{where}{visible(pod)}/{visible(ctr)}] {line}", markup=False, highlight=False)
 
     def show_traces(self) -> None:
         """Each pod's start trace as a tree (not with --quiet), its trace id, and the --json/--html files."""
@@ -392,7 +394,7 @@ def failure_lines(pods: list[dict] | None) -> list[str]:
         if not pod.get("ok"):
             syncs = pod.get("syncs") or [{}]
             last = syncs[-1].get("traceId", "")
-            lines.append(f"{pod['pod']}: {pod['phase']}, {pod['reason']}: {pod['message']}"
+            lines.append(visible(f"{pod['pod']}: {pod['phase']}, {pod['reason']}: {pod['message']}")
                          + (f" (last sync: trace {last})" if last else ""))
     return lines
 
@@ -444,9 +446,8 @@ def run_scenarios(names: list[str], opts: DemoOptions, console: Console | None =
 
     summary = len(names) > 1
     if console is None:
-        console = make_console()
-        if summary and not console.is_terminal:
-            console = Console(width=80)  # one line per scenario stays one line in a pipe or a log
+        # One line per scenario stays one line in a pipe or a log: 80 columns there, unless $COLUMNS says otherwise.
+        console = make_console(pipe_width=80 if summary else PIPE_WIDTH)
     failed = 0
     views: list[tuple[str, TraceView]] = []
     request = None

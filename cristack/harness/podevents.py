@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from cristack.harness.render.escape import visible
+
 TRACE_ID_WIDTH = 32
 
 
@@ -87,8 +89,10 @@ def format_line(ev: PodEvent, width: int = 80) -> str | None:
     text = describe(ev)
     if text is None:
         return None
+    text = visible(text)  # names and messages from a manifest: shown, never obeyed by the terminal
     # pod/container, as `kubectl logs` would name them; the namespace only when it is not the default one.
-    who = "/".join(x for x in (ev.namespace if ev.namespace != "default" else "", ev.pod, ev.container) if x)
+    who = visible("/".join(x for x in (ev.namespace if ev.namespace != "default" else "", ev.pod, ev.container)
+                           if x))
     head = f"{ev.time} {who + ' ' if who else ''}{text}"
     if not ev.trace_id:
         return head

@@ -341,7 +341,7 @@ class SyncRow:
     uid: str
     update_type: str
     error: str  # the kubelet's reason (ErrImagePull, CrashLoopBackOff, ...) or ""
-    message: str  # the reason's message (back-off 0.8s restarting failed container=...)
+    message: str  # the reason's message (back-off 800ms restarting failed container=...)
     calls: list[str]  # the kubelet's CRI calls under syncPod, in order; a failed one ends in ✗
 
 

@@ -177,7 +177,8 @@ class Stack:
                 "--backoff-base", o.backoff_base, "--backoff-max", o.backoff_max, "--gc-period", o.gc_period,
                 "--log-level", o.log_level]
         if runonce:
-            args += ["--runonce", "--result-file", str(self.result_file)]
+            # The harness's runs leave nothing behind: the pods are torn down before the kubelet exits.
+            args += ["--runonce", "--runonce-teardown", "--result-file", str(self.result_file)]
         if o.node_name:
             args += ["--hostname-override", o.node_name]
         if o.record_calls:

@@ -72,6 +72,8 @@ PLAN: dict[str, Plan] = {
     "docker compose exec crio crictl ps": Plan("docker"),
     "docker compose exec crio crictl pods": Plan("docker"),
     "docker compose exec crio crictl logs $(docker compose exec crio crictl ps -q --name nginx)": Plan("docker"),
+    "scripts/compose-e2e.sh": Plan("not-run", why="needs root or a Docker engine and minutes: .ci/run runs it after "
+                                                   "make test (tests/e2e/test_compose_real.py)"),
     "make tools": Plan("not-run", why="it builds or links crictl, critest, Jaeger, kustomize and kubeconform: "
                                       "make test runs it"),
     "docker build -t cristack:dev .": Plan("not-run", why="needs a Docker engine; compose builds the same Dockerfile"),
@@ -90,8 +92,9 @@ PLAN: dict[str, Plan] = {
     ".venv/bin/fake-kubelet --config examples/kubelet/kubelet-config.yaml":
         Plan("serve", ["fake-kubelet: container runtime cri-o"], needs=[CONMON, CRIO_CONF]),
     ".venv/bin/fake-kubelet --config examples/kubelet/kubelet-config.yaml      --pod-manifest-path "
-    "examples/manifests --runonce":
-        Plan("serve", ["added from examples/manifests/nginx.yaml"], needs=[CONMON, CRIO_CONF]),
+    "examples/manifests --runonce":  # exits (within the 60 s a command gets) once the long-running nginx pod runs
+        Plan("run", ["added from examples/manifests/nginx.yaml", "--runonce: pod default/web running"],
+             needs=[CONMON, CRIO_CONF]),
 }
 CRICTL_SESSION = "a crictl session against fake-crio: tests/e2e/test_crictl.py runs the same crictl commands"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
+from cristack.config.durations import parse_duration
 from cristack.harness import scenarios
 from cristack.harness.procs import component_argv
 
@@ -39,6 +40,12 @@ def test_crashloop_backoff_doubles_from_the_span_timestamps():
     assert finding.details["problems"] == [], finding.summary
     assert any(w.refused for w in windows), "the kubelet refused at least one sync inside a window"
     assert finding.ok, finding.summary
+    # The kubelet says so in the syncs it refuses, in Go's duration format as the real one writes them (back-off
+    # 400ms, not 0.4s); which windows saw a refused sync is the machine's timing, so only the words are checked.
+    spans = runs[0].spans()
+    said = [str(e.attributes["exception.message"]).split()[1] for s in spans if s.name == "syncPod"
+            for e in s.events if e.attributes.get("exception.type") == "CrashLoopBackOff"]
+    assert said and set(said) <= {"400ms", "800ms", "1.6s", "3.2s", "6.4s"}, said
 
 
 def test_demo_list_and_bad_scenario():

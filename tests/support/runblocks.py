@@ -110,9 +110,13 @@ def _keep_scenario_spans(cmd: str) -> str:
 
 
 def _rewrite(cmd: str, rewrite: dict[str, str] | None) -> str:
-    for old, new in (rewrite or {}).items():
-        cmd = cmd.replace(old, new)
-    return cmd
+    """Every ``old`` replaced by its ``new`` in one pass, the longest first where keys overlap: one after another,
+    examples/crio/crio.conf was replaced again inside the new path of examples/crio/crio.conf.d (fake-crio then
+    refused the mangled --config-dir, and the README's --runonce example waited for a runtime that never came)."""
+    if not rewrite:
+        return cmd
+    keys = re.compile("|".join(re.escape(k) for k in sorted(rewrite, key=len, reverse=True)))
+    return keys.sub(lambda m: rewrite[m.group(0)], cmd)
 
 
 def _run_background(block: Block, commands: list[str], cwd: Path, timeout: float) -> Result:
@@ -176,7 +180,7 @@ def check_without_docker(command: str) -> list[str]:
     the Compose Specification (with the env file it names), what it builds exists, the service it names is there."""
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     schema = json.loads((REPO / "tests" / "data" / "compose-spec" / "compose-spec.json").read_text())
-    problems = [e.message for e in jsonschema.Draft201909Validator(schema).iter_errors(compose)]
+    problems = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(compose)]
     up, ex = COMPOSE_UP.match(command), COMPOSE_EXEC.match(command)
     if up:
         env_file = REPO / up.group(1) if up.group(1) else None

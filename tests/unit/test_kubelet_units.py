@@ -244,3 +244,16 @@ def test_kubelet_configuration_typo_is_named_with_a_suggestion(tmp_path) -> None
     assert str(err.value) == f"{cfg}: staticPodPth: unknown field; did you mean staticPodPath?"
     cfg.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nfailSwapOn: false\n")
     assert read_config_file(cfg)["failSwapOn"] is False  # real, unmodelled: accepted (with a warning)
+
+
+def test_a_relative_pod_manifest_path_flag_is_the_working_directorys(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's `--config examples/kubelet/kubelet-config.yaml --pod-manifest-path examples/manifests`, run from
+    the checkout: the flag's path is the working directory's, the file's staticPodPath is the file's directory's."""
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "kubelet.yaml"
+    path.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: pods\n")
+    monkeypatch.chdir(tmp_path)
+    assert config.load(["--config", "etc/kubelet.yaml"]).static_pod_path == Path("etc/pods")
+    assert config.load(["--config", "etc/kubelet.yaml", "--pod-manifest-path", "manifests"]).static_pod_path == \
+        Path("manifests")

@@ -7,6 +7,7 @@ import html
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
+from cristack.harness.render.escape import visible
 from cristack.harness.render.model import TraceView, describe, fmt_duration
 from cristack.wording import plural
 
@@ -36,7 +37,8 @@ summary:hover{background:#f4f6fb}
 
 
 def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped, its control characters written out (a browser drops or garbles them silently)."""
+    return html.escape(visible(value), quote=True)
 
 
 def _trace_html(view: TraceView, title: str) -> str:

@@ -7,6 +7,7 @@ import html
 import sys
 from pathlib import Path
 
+from cristack.harness.render.escape import visible
 from cristack.harness.render.html import COLOURS
 from cristack.harness.render.model import TraceView, build, fmt_duration
 from cristack.harness.render.terminal import display_name
@@ -21,7 +22,7 @@ def render(view: TraceView, title: str) -> str:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="DejaVu Sans, Arial, sans-serif" font-size="11">',
            '<rect width="100%" height="100%" fill="#ffffff"/>',
-           f'<text x="{PAD}" y="{PAD + 14}" font-size="14" font-weight="bold">{html.escape(title)}</text>']
+           f'<text x="{PAD}" y="{PAD + 14}" font-size="14" font-weight="bold">{html.escape(visible(title))}</text>']
     for i, node in enumerate(nodes):
         s = node.span
         y = PAD + 30 + i * ROW
@@ -31,7 +32,7 @@ def render(view: TraceView, title: str) -> str:
         if i % 2:
             out.append(f'<rect x="{PAD}" y="{y - 12}" width="{width - 2 * PAD}" height="{ROW}" fill="#f6f7fa"/>')
         out.append(f'<text x="{PAD + node.depth * 10}" y="{y}"><tspan fill="{colour}" font-weight="bold">'
-                   f'{html.escape(s.service)}</tspan> {html.escape(display_name(s.name))}</text>')
+                   f'{html.escape(visible(s.service))}</tspan> {html.escape(visible(display_name(s.name)))}</text>')
         out.append(f'<text x="{PAD + LABEL + 62}" y="{y}" text-anchor="end" fill="#444">'
                    f'{fmt_duration(s.duration_ns)}</text>')
         out.append(f'<rect x="{x0 + a * BAR:.1f}" y="{y - 9}" width="{max(1.5, (b - a) * BAR):.1f}" height="10" '

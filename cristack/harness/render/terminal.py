@@ -1,19 +1,25 @@
 """The terminal view of a trace: one row per span (indented by depth) with service, duration
 and a waterfall bar on the trace's time axis, and key events beneath their spans.
 
-rich decides about colour: none when stdout is not a terminal or NO_COLOR is set."""
+rich decides about colour: none when stdout is not a terminal or NO_COLOR is set. Names, events and messages
+come from the pods and the stack: their control characters are shown escaped (render/escape.py)."""
 
 from __future__ import annotations
+
+import os
+import shutil
+import sys
 
 from rich.console import Console
 from rich.text import Text
 
+from cristack.harness.render.escape import visible
 from cristack.harness.render.model import TraceView, fmt_duration, key_events
 
 SERVICE_STYLE = {"kubelet": "cyan", "crio": "magenta", "conmonrs": "green", "kata": "yellow", "kata-agent": "yellow"}
 BAR_WIDTH = 30
 MIN_BAR = 10  # a narrower waterfall says nothing: it goes before any name or duration is cut
-PIPE_WIDTH = 150  # writing to a file or pipe: a wide page
+PIPE_WIDTH = 150  # writing to a file or pipe without COLUMNS: a wide page
 # CRI-O's function spans carry the Go package path and receiver; the tree shortens them (``--wide``, the JSON and
 # the HTML keep the full name): github.com/cri-o/cri-o/server.(*Server).runPodSandbox -> server.runPodSandbox.
 SHORTEN = (("github.com/cri-o/cri-o/server.(*Server).", "server."), ("github.com/cri-o/cri-o/server.", "server."),
@@ -30,10 +36,25 @@ def display_name(name: str, wide: bool = False) -> str:
     return name
 
 
-def make_console(stderr: bool = False) -> Console:
-    """A console that uses the terminal's width, and a wide page when writing to a pipe."""
+def columns_set() -> int | None:
+    """$COLUMNS when it is set to a width, else None."""
+    value = os.environ.get("COLUMNS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def output_width(pipe_width: int = PIPE_WIDTH, stderr: bool = False) -> int:
+    """The width to write at: $COLUMNS when set (as `ls`, `man` and the other tools people pipe honour it), else
+    the terminal's, else ``pipe_width`` when writing to a pipe or a file."""
+    stream = sys.stderr if stderr else sys.stdout
+    return columns_set() or (shutil.get_terminal_size((pipe_width, 24)).columns if stream.isatty() else pipe_width)
+
+
+def make_console(stderr: bool = False, pipe_width: int = PIPE_WIDTH) -> Console:
+    """A console at $COLUMNS when set, else at the terminal's width, else (a pipe, a file) ``pipe_width`` wide."""
     probe = Console(stderr=stderr)
-    return probe if probe.is_terminal else Console(width=PIPE_WIDTH, stderr=stderr)
+    if probe.is_terminal:
+        return probe  # rich reads $COLUMNS itself
+    return Console(width=columns_set() or pipe_width, stderr=stderr)
 
 
 def bar(view: TraceView, node_span, width: int = BAR_WIDTH) -> str:  # noqa: ANN001
@@ -63,18 +84,19 @@ def trace_lines(view: TraceView, width: int, *, max_events: int = 4, wide: bool 
     rows = []
     for node in view.walk():
         s = node.span
-        name = "  " * node.depth + display_name(s.name, wide)
+        name = "  " * node.depth + visible(display_name(s.name, wide))
         if s.status == "ERROR":
             name += "  ✗"
         events = key_events(s)
-        notes = ["  " * node.depth + "  · " + line for line in events[:max_events]]
+        notes = ["  " * node.depth + "  · " + visible(line) for line in events[:max_events]]
         if len(events) > max_events:
             notes.append("  " * node.depth + f"  · … {len(events) - max_events} more")
         # An error's message is what the reader came for (a registry's "no such host" is at its end): it is
         # wrapped under the span in full, never cut.
-        error = ["  " * node.depth + "  ✗ " + s.status_message] if s.status == "ERROR" and s.status_message else []
+        error = (["  " * node.depth + "  ✗ " + visible(s.status_message)] if s.status == "ERROR" and s.status_message
+                 else [])
         rows.append((s, name, fmt_duration(s.duration_ns), error, notes))
-    service_w = max([len("service")] + [len(s.service) for s, *_ in rows])
+    service_w = max([len("service")] + [len(visible(s.service)) for s, *_ in rows])
     dur_w = max([len("duration")] + [len(d) for _, _, d, _, _ in rows])
     names_w = max([len("span")] + [len(n) for _, n, _, _, _ in rows])
     fixed = service_w + 1 + 1 + dur_w  # service, gaps, duration
@@ -92,7 +114,7 @@ def trace_lines(view: TraceView, width: int, *, max_events: int = 4, wide: bool 
     out = [header]
     for s, name, dur, error, notes in rows:
         style = SERVICE_STYLE.get(s.service, "white")
-        line = Text(f"{s.service:<{service_w}}", style=style)
+        line = Text(f"{visible(s.service):<{service_w}}", style=style)
         line.append(" ")
         line.append(f"{_fit(name, span_w):<{span_w}}", style="bold red" if s.status == "ERROR" else "")
         line.append(f" {dur:>{dur_w}}")
@@ -110,7 +132,7 @@ def trace_lines(view: TraceView, width: int, *, max_events: int = 4, wide: bool 
 
 def print_trace(console: Console, view: TraceView, title: str, *, wide: bool = False) -> None:
     """The tree at the console's width (or, ``wide``, unabridged on a line as long as it needs)."""
-    console.print(Text(title, style="bold"), overflow="ellipsis", no_wrap=True)
+    console.print(Text(visible(title), style="bold"), overflow="ellipsis", no_wrap=True)
     width = 10_000 if wide else console.width
     for line in trace_lines(view, width, wide=wide):
         console.print(line, no_wrap=True, overflow="ellipsis" if not wide else "ignore", crop=not wide)
