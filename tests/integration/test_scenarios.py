@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 
-from cristack.config.durations import parse_duration
 from cristack.harness import scenarios
 from cristack.harness.procs import component_argv
 
