@@ -77,7 +77,7 @@ CATALOGUE: tuple[CatalogImage, ...] = (
     CatalogImage("docker.io/library/alpine", ("latest", "3.20", "3.21"), 8_283_404, cmd=("/bin/sh",)),
     CatalogImage("docker.io/library/nginx", ("latest", "1.27", "1.29"), 192_004_242,
                  cmd=("nginx", "-g", "daemon off;"), layers=7),
-    CatalogImage("registry.k8s.io/pause", ("3.10", "3.10.1"), 736_115, entrypoint=("/pause",), user="65535"),
+    CatalogImage("registry.k8s.io/pause", ("3.10", "3.10.1", "3.10.2"), 736_115, entrypoint=("/pause",), user="65535"),
     CatalogImage("registry.k8s.io/e2e-test-images/busybox", ("1.29-2", "1.36.1-1"), 1_374_155, cmd=("sh",)),
     # A deliberately large image for demos of slow, layered pulls.
     CatalogImage("quay.io/cristack/big-data", ("latest", "1.0"), 2_147_483_648, cmd=("sleep", "3600"), layers=12),
