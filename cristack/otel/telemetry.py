@@ -252,7 +252,9 @@ class Telemetry:
 
     def __init__(self, service_name: str, settings: TracingSettings,
                  exporter: SpanExporter | None = None, quiet: bool = True, host_name: str | None = None,
-                 max_queue: int = MAX_QUEUE) -> None:
+                 max_queue: int = MAX_QUEUE, resource: Resource | None = None, sampler: Sampler | None = None) -> None:
+        """``resource`` and ``sampler``, when given, replace the ones built from ``service_name`` and
+        ``settings`` (a component configured by the OTEL_* environment alone, as containerd is)."""
         self.service_name = service_name
         self.settings = settings
         self.exporter: QuietExporter | None = None
@@ -264,7 +266,8 @@ class Telemetry:
             self.provider: trace.TracerProvider = trace.NoOpTracerProvider()
             self._start_stats()
             return
-        provider = TracerProvider(resource=resource_for(service_name, host_name), sampler=sampler_for(settings))
+        provider = TracerProvider(resource=resource or resource_for(service_name, host_name),
+                                  sampler=sampler or sampler_for(settings))
         if exporter is None:
             from cristack.otel.otlpwire import WireSpanExporter
 
@@ -348,6 +351,11 @@ def conmon_telemetry(enabled: bool, endpoint: str) -> Telemetry:
 # -- logs as span events
 
 
+# logrus's Level.String() for each logging level (TRACE is below DEBUG).
+LOGRUS_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error",
+                 logging.CRITICAL: "fatal"}
+
+
 class SpanEventHandler(logging.Handler):
     """Adds each log record as an event on the current span, in a component's style.
 
@@ -356,6 +364,8 @@ class SpanEventHandler(logging.Handler):
       the span status to ERROR, as CRI-O's log hook does.
     - ``conmon``: the event is named by the message, with ``level`` and ``target`` (conmon-rs's
       tracing-opentelemetry layer).
+    - ``containerd``: the event is named by the message, with the line's fields and ``level`` (logrus's
+      name for it: ``info``, ``warning``, ...), and never a status (containerd/log/otel v0.1.0's hook).
     - ``plain``: event ``log`` with ``log.severity`` and ``log.message``.
     """
 
@@ -379,6 +389,9 @@ class SpanEventHandler(logging.Handler):
         # fields do in CRI-O and tracing fields in conmon-rs.
         fields = {k: v for k, v in (getattr(record, "fields", None) or {}).items()
                   if isinstance(v, (str, bool, int, float))}
+        if self.style == "containerd":
+            span.add_event(message, {**fields, "level": LOGRUS_LEVELS.get(record.levelno, "trace")})
+            return
         if self.style == "conmon":
             span.add_event(message, {"level": "TRACE" if record.levelno < logging.DEBUG else severity,
                                      "target": record.name.replace(".", "::"), **fields})
