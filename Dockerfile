@@ -15,6 +15,7 @@ COPY fake_crio ./fake_crio
 COPY fake_conmon ./fake_conmon
 COPY fake_kubelet ./fake_kubelet
 COPY fake_kata ./fake_kata
+COPY fake_containerd ./fake_containerd
 # cristack/examples links here: the demo's and scenarios' package data.
 COPY examples ./examples
 RUN python -m venv /opt/cristack && /opt/cristack/bin/pip install --no-cache-dir .

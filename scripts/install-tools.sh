@@ -15,6 +15,11 @@ cache=${CRISTACK_TOOLS_CACHE:-$HOME/.cache/cristack}
 bin="$root/.tools/bin"
 mkdir -p "$bin"
 
+# The ttrpc interop peer is our own small program: its cache key carries a hash of its sources, so an edit
+# rebuilds it.
+peer_hash=$(cat "$root"/tools/ttrpc-peer/go.mod "$root"/tools/ttrpc-peer/go.sum "$root"/tools/ttrpc-peer/*.go \
+  | sha256sum | cut -c1-12)
+
 # name | version label (cache key) | package inside the pinned module
 tools=(
   "crictl|v1.36.0|sigs.k8s.io/cri-tools/cmd/crictl"
@@ -33,10 +38,15 @@ tools=(
   # kustomize and kubeconform render and validate deploy/kubernetes offline (tests/e2e/test_kubernetes_manifests.py).
   "kustomize|v5.8.2|sigs.k8s.io/kustomize/kustomize/v5"
   "kubeconform|v0.8.0|github.com/yannh/kubeconform/cmd/kubeconform"
+  # The real Go ttrpc (github.com/containerd/ttrpc v1.2.9, containerd v2.4.2's) and containerd's task v3
+  # client from github.com/containerd/containerd/api v1.12.0, on the other side of our ttrpc
+  # (tests/e2e/test_ttrpc_interop.py); about a minute's build. It also puts the api module's .proto files
+  # in the module cache for tests/unit/test_containerd_proto.py.
+  "ttrpc-peer|v1.2.9-$peer_hash|cristack.local/tools/ttrpc-peer"
 )
 # Which tools to install: the arguments, or what `make test` needs.
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(crictl jaeger critest kustomize kubeconform)
+[ ${#wanted[@]} -gt 0 ] || wanted=(crictl jaeger critest kustomize kubeconform ttrpc-peer)
 
 if ! command -v go >/dev/null 2>&1; then
   echo "make tools: Go is not installed; skipping crictl and Jaeger (their e2e tests will skip)." >&2
@@ -83,6 +93,9 @@ done
 if [[ " ${wanted[*]} " == *" kubeconform "* ]] && [ ! -d "$cache/k8s-schemas-v1.36.3/v1.36.3-standalone-strict" ]; then
   python3 "$root/scripts/k8s_schemas.py" --out "$cache/k8s-schemas-v1.36.3" || status=1
 fi
-# The CRI proto parity test reads upstream's api.proto from the module cache.
+# The CRI proto parity test reads upstream's api.proto from the module cache; the containerd one reads
+# containerd's api module and ttrpc's request.proto.
 (cd "$root/tools/crictl" && go mod download k8s.io/cri-api) || status=1
+(cd "$root/tools/ttrpc-peer" && GOFLAGS=-mod=mod go mod download github.com/containerd/containerd/api \
+  github.com/containerd/ttrpc) || status=1
 exit $status
