@@ -31,7 +31,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
 from cristack.otel import otelenv
 from cristack.otel.rpctrace import OTELGRPC_SCOPE
-from cristack.otel.telemetry import Telemetry, TracingSettings, current_span, tracer_without_scope
+from cristack.otel.telemetry import Telemetry, TracingSettings, current_span
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class ContainerdTracing:
         self.provider = provider or trace.NoOpTracerProvider()
         self.grpc = self.provider.get_tracer(OTELGRPC_SCOPE, OTELGRPC_VERSION)
         self.http = self.provider.get_tracer(OTELHTTP_SCOPE, OTELHTTP_VERSION)
-        self.steps = tracer_without_scope(self.provider)
+        # pkg/tracing asks for an empty tracer name, which the Go SDK reports under its own default name.
+        self.steps = self.provider.get_tracer(STEP_SCOPE)
 
     @contextlib.contextmanager
     def span(self, name: str, attributes: dict[str, Any] | None = None, *,
