@@ -193,7 +193,7 @@ class Registry:
         """A request, with Docker Hub's token dance the first time (auth/fetch.go FetchToken)."""
         token_url = TOKEN_HOSTS.get(host)
         if token_url is not None and host not in self._tokens:
-            await self._request(method, url, status=401, headers={}, **kw)
+            await self._request(method, url, **{**kw, "status": 401, "headers": {}})
             log.debug("Unauthorized", extra={"fields": {"header": f'Bearer realm="{token_url}",service='
                                                                   '"registry.docker.io"'}})
             with current_span(self.tracing.http, "remotes.docker.resolver.FetchToken", kind=SpanKind.CLIENT,

@@ -18,6 +18,7 @@ from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from fake_containerd.cri.errors import Unknown
 from fake_containerd.cri.gotext import proto_text, runtime_text
 from fake_containerd.cri.images.image_pull import go_duration
+from fake_containerd.cri.podsandbox import sandbox_dir
 from fake_containerd.cri.service import CriService
 from fake_containerd.cri.spec import container_spec
 from fake_containerd.cri.store import SANDBOX_READY, ContainerRecord, container_name, generate_id
@@ -85,7 +86,8 @@ async def _create(c: CriService, request: pb.CreateContainerRequest, sandbox, ci
         argv = merge_command(list(cat.entrypoint), list(cat.cmd), list(config.command), list(config.args))
     except ValueError as err:
         raise InvalidArgument(f'failed to generate container "{cid}" spec: {err}') from None
-    spec = container_spec(cid, sandbox.id, config, sandbox.config, cat, image_name, argv)
+    spec = container_spec(cid, sandbox.id, config, sandbox.config, cat, image_name, argv,
+                          sandbox_dir(c, sandbox.id))
     log.debug('Container "%s" spec', cid, extra={"fields": {"spec": json.dumps(spec)}})
     log_path = c.log_path(sandbox.config, config.log_path)
     if log_path:

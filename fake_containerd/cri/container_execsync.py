@@ -7,6 +7,7 @@ writes (containerd would hand it fifos) and comes back bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -22,6 +23,7 @@ from fake_containerd.cri.store import generate_id
 
 log = logging.getLogger(__name__)
 
+KILL_WAIT_S = 5.0
 MAX_EXEC_OUTPUT = 16 * 1024 * 1024  # the kubelet's message cap: more could not be answered anyway
 
 
@@ -58,7 +60,11 @@ async def exec_sync(c: CriService, request: pb.ExecSyncRequest) -> pb.ExecSyncRe
         try:
             status = await asyncio.wait_for(asyncio.shield(exit_wait), timeout)
         except asyncio.TimeoutError:
-            await process.kill(signal.SIGKILL)
+            # execInternal: SIGKILL, then the exit (bounded, as drain_exec_sync_io_timeout bounds the io).
+            with contextlib.suppress(NotFound):
+                await process.kill(signal.SIGKILL)
+            with contextlib.suppress(asyncio.TimeoutError, RpcError):
+                await asyncio.wait_for(exit_wait, KILL_WAIT_S)
             raise DeadlineExceeded(f"failed to exec in container: timeout {int(timeout)}s exceeded: context deadline "
                                    "exceeded") from None
         log.debug('Exec process "%s" exits with exit code %d and error <nil>', exec_id, status.code)

@@ -30,7 +30,7 @@ async def stop_container_by_id(c: CriService, container_id: str, timeout: int) -
     try:
         record = c.stores.container(container_id)
     except NotFound:
-        raise NotFound(f'an error occurred when try to find container "{container_id}": not found') from None
+        return  # StopContainer is idempotent: a container that is gone is stopped
     trace.get_current_span().set_attribute("container.id", record.id)
     await stop_container(c, record, timeout)
 

@@ -29,6 +29,7 @@ from fake_containerd.cri.images.image_pull import pull_image
 from fake_containerd.cri.instrument import finished, logged, started
 from fake_containerd.cri.service import CriService
 from fake_containerd.cri.store import SANDBOX_READY
+from fake_containerd.shim.service import REOPEN_LOG
 
 COMPONENT = "fake-containerd"
 
@@ -196,9 +197,14 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         cid = request.container_id
         started('ReopenContainerLog for "%s"', cid, debug=True)
         with logged(f'ReopenContainerLog for "{cid}" failed', record=False):
-            record = self.c.stores.container(cid)
+            try:
+                record = self.c.stores.container(cid)
+            except NotFound:
+                raise NotFound(f'an error occurred when try to find container "{cid}": not found') from None
             if record.state != pb.CONTAINER_RUNNING:
                 raise InvalidArgument("container is not running")
+            # containerd reopens its own log writer; here the shim writes the log, so it is asked to.
+            await self.c.client.tasks.update(record.id, {REOPEN_LOG: ""})
         finished('ReopenContainerLog for "%s" returns successfully', cid, debug=True)
         return pb.ReopenContainerLogResponse()
 

@@ -13,22 +13,43 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
+from pathlib import Path
 
+from cristack.containers.containerfs import resolv_conf
+from cristack.files import write_atomic
 from cristack.images.store import StoredImage
 from cristack.wire.errors import NotFound
 from fake_containerd.cri import events
 from fake_containerd.cri.gotext import runtime_text
 from fake_containerd.cri.service import CriService
-from fake_containerd.cri.spec import sandbox_spec
+from fake_containerd.cri.spec import hostname_of, sandbox_spec
 from fake_containerd.cri.store import Sandbox
 from fake_containerd.metadata import ContainerMeta
 
 log = logging.getLogger(__name__)
 
 
+def sandbox_dir(c: CriService, sandbox_id: str) -> Path:
+    """getSandboxRootDir: ``<state>/io.containerd.grpc.v1.cri/sandboxes/<id>``."""
+    return c.config.k8s_state / "sandboxes" / sandbox_id
+
+
+def setup_sandbox_files(c: CriService, sandbox: Sandbox) -> None:
+    """setupSandboxFiles: the pod's hostname and, with a DNSConfig, its resolv.conf, which every container of the
+    pod gets bind-mounted (container_create_linux.go)."""
+    root = sandbox_dir(c, sandbox.id)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(root / "hostname", f"{hostname_of(sandbox.config)}\n".encode(), mode=0o644)
+    dns = sandbox.config.dns_config
+    if dns.servers or dns.searches or dns.options:
+        write_atomic(root / "resolv.conf", resolv_conf(dns.servers, dns.searches, dns.options).encode(), mode=0o644)
+
+
 async def start(c: CriService, sandbox: Sandbox, image: StoredImage) -> int:
     _, runtime = c.runtime(sandbox.runtime_handler)
+    setup_sandbox_files(c, sandbox)
     fields = {"podsandboxid": sandbox.id}
     log.debug("use OCI runtime %s", runtime_text(runtime.runtime_type, runtime.options, runtime.sandboxer,
                                                  runtime.snapshotter), extra={"fields": fields})
@@ -79,3 +100,4 @@ async def shutdown(c: CriService, sandbox: Sandbox) -> None:
         await sandbox.container.delete()
     except NotFound:
         pass
+    shutil.rmtree(sandbox_dir(c, sandbox.id), ignore_errors=True)

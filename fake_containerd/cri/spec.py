@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from google.protobuf import json_format
 
-from cristack.containers.containerfs import Bundle, mounts_from_cri
+from cristack.containers.containerfs import Bundle, Mount, mounts_from_cri
 from cristack.images.catalogue import CatalogImage
 from cristack.wire.errors import InvalidArgument
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
@@ -71,8 +72,10 @@ def sandbox_spec(sandbox_id: str, config: pb.PodSandboxConfig, image: CatalogIma
 
 
 def container_spec(container_id: str, sandbox_id: str, config: pb.ContainerConfig,
-                   sandbox_config: pb.PodSandboxConfig, image: CatalogImage, image_name: str, argv: list[str]) -> dict:
-    """buildContainerSpec: the container's process and view of the pod."""
+                   sandbox_config: pb.PodSandboxConfig, image: CatalogImage, image_name: str, argv: list[str],
+                   sandbox_files: Path | None = None) -> dict:
+    """buildContainerSpec: the container's process and view of the pod (its own mounts, then the pod's
+    hostname and resolv.conf from ``sandbox_files`` unless the container mounts those paths itself)."""
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname_of(sandbox_config)}
     env.update({kv.key: kv.value for kv in config.envs})
     try:
@@ -80,6 +83,13 @@ def container_spec(container_id: str, sandbox_id: str, config: pb.ContainerConfi
                                   for m in config.mounts])
     except ValueError as err:
         raise InvalidArgument(f"failed to generate container {container_id!r} spec: {err}") from None
+    if sandbox_files is not None:
+        taken = {m.destination for m in mounts}
+        readonly = config.linux.security_context.readonly_rootfs
+        for name in ("hostname", "resolv.conf"):
+            source = sandbox_files / name
+            if f"/etc/{name}" not in taken and source.exists():
+                mounts.append(Mount(f"/etc/{name}", str(source), readonly=readonly))
     sysctls = {str(k): str(v) for k, v in sandbox_config.linux.sysctls.items()}
     user = config.linux.security_context.run_as_username or image.user
     if config.linux.security_context.HasField("run_as_user"):

@@ -129,6 +129,9 @@ class ShimTask:
     async def delete(self, exec_id: str = "") -> api.DeleteResponse:
         return await self._call("Delete", api.DeleteRequest(id=self.id, exec_id=exec_id), api.DeleteResponse)
 
+    async def update(self, annotations: dict[str, str]) -> None:
+        await self._call("Update", api.UpdateTaskRequest(id=self.id, annotations=annotations), empty_pb2.Empty)
+
     async def stats(self) -> api.StatsResponse:
         return await self._call("Stats", api.StatsRequest(id=self.id), api.StatsResponse)
 

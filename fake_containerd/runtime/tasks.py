@@ -129,6 +129,9 @@ class Tasks:
         remove_bundle(self.manager, container_id)
         return resp
 
+    async def update(self, container_id: str, annotations: dict[str, str]) -> None:
+        await self._task(container_id).update(annotations)
+
     async def metrics(self, container_ids: list[str]) -> dict[str, api.StatsResponse]:
         """local.Metrics: Stats of each task that exists; one that is gone is skipped."""
         out = {}

@@ -25,10 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cristack.harness.procs import Proc, start
 from cristack.harness.sink.receiver import Sink
 from cristack.otel.tracediff import SpanRecord, records_from_otlp
-from cristack.wire.endpoints import parse_endpoint
+from fake_containerd.runtime.shim import SHIM_TRACING_ENV
+from tests.conftest import ContainerdHandle, start_containerd
 from tests.support.replay import ALLOWLIST, REAL, Recording, load, replay_cli  # noqa: F401 - re-exported
 
 RECIPE = REAL / "recipes" / "containerd" / "config"
@@ -76,17 +76,6 @@ class Crictl:
         return proc.stdout.strip()
 
 
-@dataclass
-class ContainerdHandle:
-    dir: Path
-    proc: Proc
-    socket: Path
-    log_path: Path
-
-    def log_text(self) -> str:
-        return self.proc.log_text()
-
-
 def render_config(base: Path, level: str) -> Path:
     """The recipe's config.toml for this run: private root, state and sockets under ``base``, its certs.d,
     the mock registries."""
@@ -100,25 +89,6 @@ def render_config(base: Path, level: str) -> Path:
     path = cfg_dir / "config.toml"
     path.write_text(text + MIRRORS)
     return path
-
-
-def start_containerd(base: Path, config: Path, otlp_endpoint: str | None, *, shim_tracing: bool = True,
-                     extra_env: dict[str, str] | None = None) -> ContainerdHandle:
-    """fake-containerd with ``config``, tracing through the OTEL_* environment as the recipe sets it."""
-    socket = base / "st" / "containerd.sock"
-    env = {k: "" for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME",
-                           "OTEL_RESOURCE_ATTRIBUTES", "TRACEPARENT", "TRACESTATE")}
-    env["OTEL_SDK_DISABLED"] = "false"
-    if otlp_endpoint:
-        env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://{otlp_endpoint}", OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-                   OTEL_EXPORTER_OTLP_INSECURE="true", OTEL_TRACES_SAMPLER="traceidratio",
-                   OTEL_TRACES_SAMPLER_ARG="1.0")
-    if not shim_tracing:
-        env["CRISTACK_SHIM_TRACING"] = "0"
-    env.update(extra_env or {})
-    log_path = base / "containerd.log"
-    proc = start("fake-containerd", ["--config", str(config)], log_path, endpoint=parse_endpoint(str(socket)), env=env)
-    return ContainerdHandle(base, proc, socket, log_path)
 
 
 def _configs(workdir: Path, base: Path) -> None:
@@ -188,7 +158,8 @@ def record_session(base: Path, rec: ContainerdRecording, crictl: str) -> list[Sp
     handle = None
     try:
         config = render_config(base, rec.log_level)
-        handle = start_containerd(base, config, addresses.otlp_endpoint, shim_tracing=rec.shim_tracing)
+        handle = start_containerd(base, config, otlp_endpoint=addresses.otlp_endpoint,
+                                  env={} if rec.shim_tracing else {SHIM_TRACING_ENV: "0"})
         workdir = base / "work"
         workdir.mkdir(exist_ok=True)
         _configs(workdir, base)
@@ -199,12 +170,12 @@ def record_session(base: Path, rec: ContainerdRecording, crictl: str) -> list[Sp
             errors(c)
         # crictl exports before it exits; stopping fake-containerd flushes its spans (and its shims', which
         # have exited with their pods and flushed theirs), so once it is down the session is in the sink.
-        handle.proc.stop()
+        handle.close()
         handle = None
         return records_from_otlp(sink.store.export_request())
     finally:
         if handle is not None:
-            handle.proc.stop()
+            handle.close()
         sink.stop()
 
 
