@@ -8,6 +8,7 @@ import sys
 
 from cristack.otel import logs
 from cristack.otel.otelenv import OtelEnvError
+from cristack.versions import CONTAINERD_REVISION, CONTAINERD_VERSION
 from cristack.wire.errors import ConfigError, exit_config_error
 from fake_containerd import config as ctd_config
 from fake_containerd.daemon import run
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
 
         telemetry, env = Telemetry("containerd", TracingSettings(False, "")), {}
     telemetry.install()
-    log.info("starting containerd revision=%s version=%s", "v2.4.2-gomodproxy", "v2.4.2")
+    log.info("starting containerd revision=%s version=%s", CONTAINERD_REVISION, CONTAINERD_VERSION)
     try:
         asyncio.run(run(cfg, telemetry.provider, env or None))
     except (OSError, ValueError) as err:

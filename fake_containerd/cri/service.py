@@ -59,13 +59,16 @@ class CriService:
 
     def log_path(self, sandbox_config: pb.PodSandboxConfig, container_log_path: str) -> str:
         """The container's log file: the sandbox's log directory joined with the container's log path, which
-        may not leave it; with ``pod_logs_root`` the directory itself must lie under that root."""
+        may not leave it; with ``pod_logs_root`` the directory itself must lie under that root (a relative one is
+        taken relative to it)."""
         directory = sandbox_config.log_directory
         if not directory or not container_log_path:
             return ""
-        if not Path(directory).is_absolute():
-            raise InvalidArgument(f"log_directory {directory!r} is not an absolute path")
         root = self.config.pod_logs_root
+        if not Path(directory).is_absolute():
+            if root is None:
+                raise InvalidArgument(f"log_directory {directory!r} is not an absolute path")
+            directory = str(root / directory)  # ours, not the kubelet's: under the confining root, as fake-crio
         if root is not None:
             try:
                 confine(root, directory)
