@@ -5,6 +5,7 @@ file, and builds the response. Methods not defined here answer UNIMPLEMENTED nam
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from cristack.containers.usage import process_usage
 from cristack.wire.errors import InvalidArgument, NotFound, serve_errors
@@ -32,6 +33,13 @@ from fake_containerd.cri.store import SANDBOX_READY
 from fake_containerd.shim.service import REOPEN_LOG
 
 COMPONENT = "fake-containerd"
+STREAM_BATCH_SIZE = 5000  # internal/cri/util/stream.go DefaultStreamBatchSize
+
+
+def batches(items: list) -> Iterator[list]:
+    """criutil.SendInBatches: at most STREAM_BATCH_SIZE a message (and none for an empty list)."""
+    for i in range(0, len(items), STREAM_BATCH_SIZE):
+        yield items[i:i + STREAM_BATCH_SIZE]
 
 
 @serve_errors(COMPONENT, pbgrpc.RuntimeServiceServicer)
@@ -88,6 +96,12 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         flt = request.filter if request.HasField("filter") else None
         return pb.ListPodSandboxResponse(items=sandbox_status.list_pod_sandbox(self.c, flt))
 
+    async def StreamPodSandboxes(self, request, context):
+        """sandbox_stream.go: ListPodSandbox's answer in batches."""
+        flt = request.filter if request.HasField("filter") else None
+        for batch in batches(sandbox_status.list_pod_sandbox(self.c, flt)):
+            yield pb.StreamPodSandboxesResponse(pod_sandboxes=batch)
+
     async def PodSandboxStats(self, request, context):
         with logged(f'PodSandboxStats for "{request.pod_sandbox_id}" failed', record=False):
             try:
@@ -104,6 +118,12 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
                                                    and all(sb.config.labels.get(k) == v
                                                            for k, v in flt.label_selector.items()))]
         return pb.ListPodSandboxStatsResponse(stats=stats)
+
+    async def StreamPodSandboxStats(self, request, context):
+        """sandbox_stats_stream.go."""
+        listed = await self.ListPodSandboxStats(pb.ListPodSandboxStatsRequest(filter=request.filter), context)
+        for batch in batches(list(listed.stats)):
+            yield pb.StreamPodSandboxStatsResponse(pod_sandbox_stats=batch)
 
     def _sandbox_stats(self, sandbox) -> pb.PodSandboxStats:  # noqa: ANN001 - a store Sandbox
         now = time.time_ns()
@@ -162,6 +182,12 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
         flt = request.filter if request.HasField("filter") else None
         return pb.ListContainersResponse(containers=container_status.list_containers(self.c, flt))
 
+    async def StreamContainers(self, request, context):
+        """container_stream.go: ListContainers' answer in batches."""
+        flt = request.filter if request.HasField("filter") else None
+        for batch in batches(container_status.list_containers(self.c, flt)):
+            yield pb.StreamContainersResponse(containers=batch)
+
     async def ExecSync(self, request, context):
         cid = request.container_id
         started('ExecSync for "%s" with command %s and timeout %d (s)', cid, go_slice(list(request.cmd)),
@@ -176,6 +202,12 @@ class RuntimeService(pbgrpc.RuntimeServiceServicer):
     async def ListContainerStats(self, request, context):
         flt = request.filter if request.HasField("filter") else None
         return pb.ListContainerStatsResponse(stats=await container_stats.list_container_stats(self.c, flt))
+
+    async def StreamContainerStats(self, request, context):
+        """container_stats_stream.go."""
+        flt = request.filter if request.HasField("filter") else None
+        for batch in batches(await container_stats.list_container_stats(self.c, flt)):
+            yield pb.StreamContainerStatsResponse(container_stats=batch)
 
     async def UpdateContainerResources(self, request, context):
         cid = request.container_id
@@ -222,6 +254,12 @@ class ImageService(pbgrpc.ImageServiceServicer):
     async def ListImages(self, request, context):
         wanted = request.filter.image.image if request.HasField("filter") else ""
         return pb.ListImagesResponse(images=self.images.list(wanted))
+
+    async def StreamImages(self, request, context):
+        """images/image_stream.go."""
+        wanted = request.filter.image.image if request.HasField("filter") else ""
+        for batch in batches(self.images.list(wanted)):
+            yield pb.StreamImagesResponse(images=batch)
 
     async def ImageStatus(self, request, context):
         with logged(f'ImageStatus for "{request.image.image}" failed', record=False):

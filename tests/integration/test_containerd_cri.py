@@ -111,6 +111,13 @@ async def _lifecycle(cri: Cri, base: Path) -> None:
     await cri.rt.StartContainer(pb.StartContainerRequest(container_id=cid))
     status = await wait_exited(cri, cid)
     assert status.exit_code == 3
+    # the list calls as server streams (the kubelet's CRIListStreaming), one batch each
+    streamed = [m async for m in cri.rt.StreamContainers(pb.StreamContainersRequest())]
+    assert [[c.id for c in m.containers] for m in streamed] == [[cid]]
+    streamed = [m async for m in cri.rt.StreamPodSandboxes(pb.StreamPodSandboxesRequest())]
+    assert [[p.id for p in m.pod_sandboxes] for m in streamed] == [[sid]]
+    images = [i for m in [m async for m in cri.img.StreamImages(pb.StreamImagesRequest())] for i in m.images]
+    assert len(images) == 2  # busybox and the pause image
     log_file = Path(status.log_path)
     assert log_file.is_relative_to(base / "pods") and " stdout F hi" in log_file.read_text()
     sandbox = (await cri.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid))).status
