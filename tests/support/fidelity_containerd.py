@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from cristack.harness.sink.receiver import Sink
 from cristack.otel.tracediff import SpanRecord, records_from_otlp
 from fake_containerd.runtime.shim import SHIM_TRACING_ENV
 from tests.conftest import ContainerdHandle, start_containerd
+from tests.support.fidelity import Crictl, lifecycle
 from tests.support.replay import ALLOWLIST, REAL, Recording, load, replay_cli  # noqa: F401 - re-exported
 
 RECIPE = REAL / "recipes" / "containerd" / "config"
@@ -57,23 +57,6 @@ CONTAINERD_RECORDINGS = (
     ContainerdRecording("containerd/spans-lifecycle-shimtracing.jsonl", "lifecycle", shim_tracing=True),
     ContainerdRecording("containerd/spans-lifecycle-prepulled.jsonl", "lifecycle", prepull=True),
 )
-
-
-class Crictl:
-    """The real crictl with the recipe's flags: tracing on at 1,000,000 per million, to ``endpoint``."""
-
-    def __init__(self, binary: str, socket: Path, otlp_endpoint: str, workdir: Path) -> None:
-        self.argv = [binary, "--enable-tracing", "--tracing-endpoint", otlp_endpoint,
-                     "--tracing-sampling-rate-per-million", "1000000", "--runtime-endpoint", f"unix://{socket}",
-                     "--image-endpoint", f"unix://{socket}", "--timeout", "60s"]
-        self.workdir = workdir
-
-    def __call__(self, *args: str, fails: bool = False) -> str:
-        proc = subprocess.run([*self.argv, *args], capture_output=True, text=True, timeout=90, cwd=self.workdir)
-        if (proc.returncode != 0) != fails:
-            raise AssertionError(f"crictl {' '.join(args)} exited {proc.returncode} (expected "
-                                 f"{'a failure' if fails else 'success'}):\n{proc.stdout}{proc.stderr}")
-        return proc.stdout.strip()
 
 
 def render_config(base: Path, level: str) -> Path:
@@ -113,28 +96,6 @@ def wait_exited(handle: ContainerdHandle, cid: str, timeout: float = EXIT_WAIT_S
         time.sleep(0.02)
 
 
-def lifecycle(c: Crictl, handle: ContainerdHandle, prepull: bool) -> None:
-    """run-scenario.sh's lifecycle sequence, command for command."""
-    if prepull:
-        c("pull", PAUSE)
-    c("version")
-    c("pull", BUSYBOX)
-    pod = c("runp", "pod.json")
-    hello = c("create", pod, "ctr-hello.json", "pod.json")
-    c("start", hello)
-    sleeper = c("create", pod, "ctr-sleeper.json", "pod.json")
-    c("start", sleeper)
-    wait_exited(handle, hello)
-    c("ps", "-a")
-    c("inspect", hello)
-    c("logs", hello)
-    c("exec", "-s", sleeper, "echo", "yo")
-    c("stop", sleeper)
-    c("rm", hello, sleeper)
-    c("stopp", pod)
-    c("rmp", pod)
-
-
 def errors(c: Crictl) -> None:
     """run-scenario.sh's errors sequence: each failing command fails."""
     c("version")
@@ -165,7 +126,7 @@ def record_session(base: Path, rec: ContainerdRecording, crictl: str) -> list[Sp
         _configs(workdir, base)
         c = Crictl(crictl, handle.socket, addresses.otlp_endpoint, workdir)
         if rec.sequence == "lifecycle":
-            lifecycle(c, handle, rec.prepull)
+            lifecycle(c, BUSYBOX, lambda cid: wait_exited(handle, cid), PAUSE if rec.prepull else "")
         else:
             errors(c)
         # crictl exports before it exits; stopping fake-containerd flushes its spans (and its shims', which
