@@ -43,7 +43,7 @@ proto: $(STAMP)
 	$(PY) -m cristack.wire.protogen
 
 bench: $(STAMP) tools
-	./scripts/install-tools.sh hotrod
+	./scripts/install-tools.sh hotrod telemetrygen
 	$(PY) -m bench.run
 
 bench-quick: $(STAMP) tools

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 
 import grpc
 
@@ -16,10 +17,13 @@ RESPONSE = pb.VersionResponse(version="0.1.0", runtime_name="cri-o", runtime_ver
 
 
 async def serve_constant(target: str, service: str, method: str, response: bytes,
-                         options: tuple[tuple[str, int], ...] = ()) -> None:
+                         options: tuple[tuple[str, int], ...] = (), seen: Callable[[bytes], None] | None = None
+                         ) -> None:
     """Serves ``service/method`` on ``target``, answering every request with ``response`` (the request is never
-    decoded), until SIGTERM."""
+    decoded; ``seen``, when given, gets its bytes), until SIGTERM."""
     async def answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if seen is not None:
+            seen(request)
         return response
 
     handler = grpc.method_handlers_generic_handler(service, {method: grpc.unary_unary_rpc_method_handler(answer)})

@@ -12,6 +12,7 @@ Spans go to ``null_otlp`` (a receiver that decodes nothing) in a process of its 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -69,11 +70,13 @@ class Trial:
 class NullSink:
     """bench/null_otlp.py in a process of its own."""
 
-    def __init__(self, cpus: set[int] | None = None) -> None:
+    def __init__(self, cpus: set[int] | None = None, count: Path | None = None) -> None:
         port = free_ports(1)[0]
         self.endpoint = f"127.0.0.1:{port}"
+        self.count = count
         with pinned(cpus):
-            self.proc = subprocess.Popen([sys.executable, "-m", "bench.null_otlp", self.endpoint],
+            self.proc = subprocess.Popen([sys.executable, "-m", "bench.null_otlp", self.endpoint,
+                                          *(["--count", str(count)] if count else [])],
                                          cwd=Path(__file__).resolve().parent.parent)
         deadline = time.monotonic() + 15
         while not serving(parse_endpoint(self.endpoint)):
@@ -81,9 +84,11 @@ class NullSink:
                 raise RuntimeError("bench: the null OTLP sink did not start")
             time.sleep(0.05)
 
-    def stop(self) -> None:
+    def stop(self) -> dict[str, float] | None:
+        """Stops it; with ``count``: what it received (spans, requests, first and last, epoch seconds)."""
         self.proc.terminate()
         self.proc.wait(10)
+        return json.loads(self.count.read_text()) if self.count and self.count.exists() else None
 
 
 def _spans(load: Load) -> dict[str, tuple[int, int, float]]:

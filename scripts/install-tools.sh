@@ -43,6 +43,8 @@ tools=(
   # (tests/e2e/test_ttrpc_interop.py); about a minute's build. It also puts the api module's .proto files
   # in the module cache for tests/unit/test_containerd_proto.py.
   "ttrpc-peer|v1.2.9-$peer_hash|cristack.local/tools/ttrpc-peer"
+  # telemetrygen, the Collector's load generator, opt-in for `make bench` (the fleet section's side-by-side figure).
+  "telemetrygen|v0.161.0|github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen"
 )
 # Which tools to install: the arguments, or what `make test` needs.
 wanted=("$@")

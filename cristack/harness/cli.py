@@ -1,4 +1,5 @@
-"""``cristack``: demo | up | sink | check | snapshot | diff (the user-facing command; argument parsing only)."""
+"""``cristack``: demo | up | sink | check | snapshot | diff | load | fleet (the user-facing command; argument parsing
+only)."""
 
 from __future__ import annotations
 
@@ -74,10 +75,10 @@ def _nodes_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --nodes: deal the pod manifests across the nodes instead of giving each node all")
 
 
-def _cidr_arguments(p: argparse.ArgumentParser) -> None:
-    """How the nodes' pod CIDRs are cut (``cristack.harness.nodeplan``), for up and load alike."""
-    p.add_argument("--cluster-cidr", metavar="CIDR", default=CLUSTER_CIDR,
-                   help=f"the pod network that nodes take their pod CIDRs from (default {CLUSTER_CIDR})")
+def _cidr_arguments(p: argparse.ArgumentParser, cluster_cidr: str = CLUSTER_CIDR) -> None:
+    """How the nodes' pod CIDRs are cut (``cristack.harness.nodeplan``), for up, load and fleet alike."""
+    p.add_argument("--cluster-cidr", metavar="CIDR", default=cluster_cidr,
+                   help=f"the pod network that nodes take their pod CIDRs from (default {cluster_cidr})")
     p.add_argument("--node-cidr-mask-size", metavar="BITS", type=int, default=NODE_CIDR_MASK,
                    help=f"prefix length of each node's pod CIDR (default {NODE_CIDR_MASK})")
 
@@ -322,19 +323,101 @@ def _add_load_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPars
     lp.set_defaults(func=load)
 
 
-def load(args: argparse.Namespace) -> int:
-    from cristack.harness.load import LoadOptions, run_load
+def _nodes_fit(prog: str, args: argparse.Namespace) -> bool:
+    """Whether --nodes nodes fit the cluster CIDR as cut; says why not (load, fleet)."""
     from cristack.harness.nodeplan import ClusterError, plan_nodes
 
     try:
         plan_nodes(args.nodes, args.cluster_cidr, args.node_cidr_mask_size)
     except ClusterError as err:
-        print(f"cristack load: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
+        return False
+    return True
+
+
+def load(args: argparse.Namespace) -> int:
+    from cristack.harness.load import LoadOptions, run_load
+
+    if not _nodes_fit("cristack load", args):
         return 2
     return run_load(LoadOptions(nodes=args.nodes, rate=args.pods_per_second, duration=args.duration,
                                 otlp_endpoint=args.otlp_endpoint, lifetime=args.pod_lifetime, interval=args.interval,
                                 runtime_type=args.runtime_type, cluster_cidr=args.cluster_cidr,
                                 node_cidr_mask=args.node_cidr_mask_size, keep=args.keep))
+
+
+def _shares(what: str, known: tuple[str, ...]) -> Callable[[str], dict[str, float]]:
+    """``a=0.5,b=0.25``: a share (0..1) per name, names from ``known`` ("did you mean" for a typo)."""
+    def parse(text: str) -> dict[str, float]:
+        import difflib
+
+        out: dict[str, float] = {}
+        for item in filter(None, (x.strip() for x in text.split(","))):
+            name, eq, value = item.partition("=")
+            name = name.strip()
+            if name not in known:
+                near = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(known)})"
+                raise argparse.ArgumentTypeError(f"no {what} {name!r}{hint}")
+            try:
+                share = float(value) if eq else 1.0
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{item!r}: the share is a number between 0 and 1") from None
+            if not 0 <= share <= 1:
+                raise argparse.ArgumentTypeError(f"{item!r}: the share is a number between 0 and 1")
+            out[name] = share
+        return out
+    return parse
+
+
+def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubParsersAction
+    from cristack.harness.fleet.catalogue import RUNTIMES
+    from cristack.harness.fleet.nodes import FAULT_KINDS, FLEET_CIDR
+
+    fp = sub.add_parser("fleet", help="the traces of N nodes from one process, re-issued from live captures")
+    fp.add_argument("--nodes", type=_positive(int), default=1000, metavar="N", help="nodes node-1..node-N "
+                    "(default 1000)")
+    fp.add_argument("--otlp-endpoint", type=_endpoint, required=True, metavar="HOST:PORT",
+                    help="where every node's traces go (OTLP gRPC)")
+    fp.add_argument("--duration", type=_positive(float), metavar="SECONDS", help="how long (default: until stopped)")
+    fp.add_argument("--pods-per-second", type=float, metavar="R",
+                    help="pods started per second over all nodes (default: one per node every 50 s)")
+    fp.add_argument("--pod-lifetime", type=_positive(float), default=30.0, metavar="SECONDS",
+                    help="each pod's manifest is removed this long after it was written (default 30)")
+    fp.add_argument("--faults", type=_shares("fault", FAULT_KINDS), default="crashloop=0.02,pull-backoff=0.02,"
+                    "slow-storage=0.02", metavar="KIND=SHARE,...",
+                    help=f"share of the pods started that fail: {', '.join(FAULT_KINDS)} (default 0.02 each)")
+    fp.add_argument("--runtimes", type=_shares("runtime", RUNTIMES), default="crio=1", metavar="NAME=SHARE,...",
+                    help=f"share of the nodes per runtime: {', '.join(RUNTIMES)} (default crio=1)")
+    fp.add_argument("--seed", type=int, help="the same seed gives the same nodes, pods, kinds and relative times")
+    fp.add_argument("--interval", type=_positive(float), default=5.0, metavar="SECONDS",
+                    help="seconds between progress lines (default 5)")
+    fp.add_argument("--max-queue", type=_count, metavar="SPANS",
+                    help="spans waiting for export at most; more are dropped and counted (default 65536)")
+    _cidr_arguments(fp, FLEET_CIDR)  # a /12: 4,096 nodes of /24
+    fp.set_defaults(func=fleet)
+
+
+def fleet(args: argparse.Namespace) -> int:
+    from cristack.harness.fleet.nodes import FleetModel
+    from cristack.harness.fleet.run import FleetOptions, run_fleet
+
+    if not _nodes_fit("cristack fleet", args):
+        return 2
+    if sum(args.faults.values()) > 1:
+        print("cristack fleet: --faults: the shares add up to more than 1", file=sys.stderr)
+        return 2
+    if not any(args.runtimes.values()):
+        print("cristack fleet: --runtimes: no runtime has a share above 0", file=sys.stderr)
+        return 2
+    rate = args.pods_per_second if args.pods_per_second is not None else args.nodes / 50
+    if rate < 0:
+        print(f"cristack fleet: --pods-per-second {rate:g}: a rate is 0 or more", file=sys.stderr)
+        return 2
+    model = FleetModel(nodes=args.nodes, pod_rate=rate, lifetime=args.pod_lifetime, faults=args.faults,
+                       runtimes={k: v for k, v in args.runtimes.items() if v}, seed=args.seed,
+                       cluster_cidr=args.cluster_cidr, node_cidr_mask=args.node_cidr_mask_size)
+    return run_fleet(FleetOptions(model, args.otlp_endpoint, args.duration, args.interval, args.max_queue))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -436,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--jaeger-ui", metavar="URL", help="the Jaeger UI to link the trace to (default: --jaeger)")
     c.set_defaults(func=check)
     _add_load_parser(sub)
+    _add_fleet_parser(sub)
     return parser
 
 

@@ -109,16 +109,37 @@ def test_every_container_is_locked_down(rendered, kustomization):
 
 
 def test_overlays_node_counts_and_endpoints(rendered):
-    demo, fleet = objects(rendered["overlays/demo"]), objects(rendered["overlays/fleet"])
+    demo, live = objects(rendered["overlays/demo"]), objects(rendered["overlays/live-nodes"])
     assert find(demo, "StatefulSet", "cristack-node")["spec"]["replicas"] == 3
     assert find(demo, "ConfigMap", "cristack-node")["data"]["OTLP_ENDPOINT"] == "otel-collector:4317"
     assert {o["metadata"]["name"] for o in demo if o["kind"] == "Service"} >= {"otel-collector", "jaeger"}
-    assert find(fleet, "StatefulSet", "cristack-node")["spec"]["replicas"] == 100
-    # The fleet exports to the user's collector: none of ours, no Jaeger, nothing pointing at them.
-    assert {o["kind"] for o in fleet} == {"Namespace", "ConfigMap", "Service", "StatefulSet"}
-    assert {o["metadata"]["name"] for o in fleet if o["kind"] == "Service"} == {"cristack-node"}
+    assert find(live, "StatefulSet", "cristack-node")["spec"]["replicas"] == 100
+    # The live nodes export to the user's collector: none of ours, no Jaeger, nothing pointing at them.
+    assert {o["kind"] for o in live} == {"Namespace", "ConfigMap", "Service", "StatefulSet"}
+    assert {o["metadata"]["name"] for o in live if o["kind"] == "Service"} == {"cristack-node"}
+    endpoint = find(live, "ConfigMap", "cristack-node")["data"]["OTLP_ENDPOINT"]
+    assert endpoint != "otel-collector:4317" and not endpoint.startswith("jaeger")
+
+
+def test_the_fleet_overlay_is_one_pod_of_cristack_fleet_for_100_nodes(rendered):
+    """One Deployment replica running `cristack fleet`, whose arguments cristack's own parser takes, exporting to
+    the user's collector: no live nodes, no collector or Jaeger of ours."""
+    from cristack.harness.cli import build_parser
+
+    fleet = objects(rendered["overlays/fleet"])
+    assert {(o["kind"], o["metadata"]["name"].rsplit("-", 1)[0] if o["kind"] == "ConfigMap" else o["metadata"]["name"])
+            for o in fleet} == {("Namespace", "cristack"), ("ConfigMap", "cristack-node"),
+                                ("Deployment", "cristack-fleet")}
+    deploy = find(fleet, "Deployment", "cristack-fleet")
+    assert deploy["spec"]["replicas"] == 1
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
     endpoint = find(fleet, "ConfigMap", "cristack-node")["data"]["OTLP_ENDPOINT"]
     assert endpoint != "otel-collector:4317" and not endpoint.startswith("jaeger")
+    env = {e["name"]: e["valueFrom"]["configMapKeyRef"]["key"] for e in container["env"]}
+    assert env == {"OTLP_ENDPOINT": "OTLP_ENDPOINT"}
+    assert container["command"] == ["cristack", "fleet"]
+    args = build_parser().parse_args(["fleet", *(a.replace("$(OTLP_ENDPOINT)", endpoint) for a in container["args"])])
+    assert args.nodes == 100 and args.otlp_endpoint == endpoint
 
 
 def test_node_static_pods_are_the_repository_examples(rendered):
