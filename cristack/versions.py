@@ -14,6 +14,8 @@ CONMONRS_VERSION = "0.8.0"
 CONMONRS_COMMIT = "c07e5214eeef082e83661ff7b610bac38f08401c"
 KUBERNETES_VERSION = "v1.36.3"
 CRICTL_VERSION = "v1.36.0"
+CONTAINERD_VERSION = "v2.4.2"
+CONTAINERD_REVISION = "v2.4.2-gomodproxy"  # what the recorded build reports (VERSIONS.txt)
 
 
 def version_flag(parser: argparse.ArgumentParser, text: str, *flags: str) -> None:

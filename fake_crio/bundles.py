@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cristack.containers.containerfs import Bundle, Mount, mounts_from_cri
+from cristack.containers.containerfs import Bundle, Mount, mounts_from_cri, resolv_conf
 from cristack.files import write_atomic
 from fake_crio.state import ContainerRecord, SandboxRecord
 
@@ -32,20 +32,10 @@ def write(runroot: Path, c: ContainerRecord, sb: SandboxRecord) -> Path:
     if dns and not any(m.destination == RESOLV_CONF for m in mounts):
         # CRI-O writes the sandbox's resolv.conf and bind-mounts it at /etc/resolv.conf.
         path = directory / "resolv.conf"
-        write_atomic(path, resolv_conf(dns).encode(), mode=0o644)
+        text = resolv_conf(dns.get("servers", []), dns.get("searches", []), dns.get("options", []))
+        write_atomic(path, text.encode(), mode=0o644)
         mounts.append(Mount(RESOLV_CONF, str(path), readonly=False))
     return Bundle(mounts, sysctls).write(directory)
-
-
-def resolv_conf(dns: dict) -> str:
-    """The resolv.conf of a CRI DNSConfig (servers, searches, options)."""
-    lines = []
-    if dns.get("searches"):
-        lines.append("search " + " ".join(dns["searches"]))
-    lines += [f"nameserver {s}" for s in dns.get("servers", [])]
-    if dns.get("options"):
-        lines.append("options " + " ".join(dns["options"]))
-    return "".join(line + "\n" for line in lines)
 
 
 def remove(c: ContainerRecord) -> None:

@@ -1,228 +1,25 @@
-"""The built-in image catalogue and the node's image store.
-
-No registry is contacted: a pull looks the reference up in ``CATALOGUE`` and, after the
-configured latency, records the image as present. Digests are stable (derived from the
-name) so that output, tests and traces are the same from run to run.
-"""
+"""CRI-O's image store: the library's store of pulled images (cristack.images) with containers/storage's
+on-disk records beside it (fake_crio.storage), whose usage ImageFsInfo reports."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cristack.files import write_atomic
+from cristack.images.catalogue import CATALOGUE, ImageNotFound, lookup, parse_reference
+from cristack.images.store import ImageStore as _LibraryStore
+from cristack.images.store import StoredImage
 from fake_crio import storage
 
-log = logging.getLogger(__name__)
-
-DEFAULT_REGISTRY = "docker.io"
-_CRITEST = "gcr.io/k8s-staging-cri-tools"
+__all__ = ["CATALOGUE", "ImageNotFound", "ImageStore", "StoredImage", "lookup", "parse_reference"]
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(f"cristack:{text}".encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class CatalogImage:
-    """One image of the catalogue: where it lives, what it runs by default, how big it is."""
-
-    repo: str  # fully qualified, e.g. docker.io/library/busybox
-    tags: tuple[str, ...]
-    size: int
-    entrypoint: tuple[str, ...] = ()
-    cmd: tuple[str, ...] = ()
-    user: str = ""
-    layers: int = 1
-    # Other repositories serving the very same image (a mirror, an old registry name).
-    aliases: tuple[str, ...] = ()
-    # Set when a repository holds several different images (one per tag): keeps their ids apart.
-    variant: str = ""
-    # A real digest that clients pull by (critest's test-image-digest), instead of a derived one.
-    pinned_digest: str = ""
-
-    @property
-    def id(self) -> str:
-        return _sha(f"config:{self.repo}{self.variant}")
-
-    @property
-    def digest(self) -> str:
-        return self.pinned_digest or f"sha256:{_sha(f'manifest:{self.repo}{self.variant}')}"
-
-    @property
-    def repos(self) -> tuple[str, ...]:
-        return (self.repo, *self.aliases)
-
-    @property
-    def repo_tags(self) -> list[str]:
-        return [f"{self.repo}:{t}" for t in self.tags]
-
-    @property
-    def repo_digests(self) -> list[str]:
-        return [f"{self.repo}@{self.digest}"]
-
-    def layer_sizes(self) -> list[int]:
-        """Splits the size over the layers, the first layer the largest, as base layers are."""
-        if self.layers <= 1:
-            return [self.size]
-        first = self.size // 2
-        rest = (self.size - first) // (self.layers - 1)
-        sizes = [first] + [rest] * (self.layers - 1)
-        sizes[-1] += self.size - sum(sizes)
-        return sizes
-
-
-CATALOGUE: tuple[CatalogImage, ...] = (
-    CatalogImage("docker.io/library/busybox", ("latest", "1.36", "1.37"), 4_261_550, cmd=("sh",)),
-    CatalogImage("docker.io/library/alpine", ("latest", "3.20", "3.21"), 8_283_404, cmd=("/bin/sh",)),
-    CatalogImage("docker.io/library/nginx", ("latest", "1.27", "1.29"), 192_004_242,
-                 cmd=("nginx", "-g", "daemon off;"), layers=7),
-    CatalogImage("registry.k8s.io/pause", ("3.10", "3.10.1"), 736_115, entrypoint=("/pause",), user="65535"),
-    CatalogImage("registry.k8s.io/e2e-test-images/busybox", ("1.29-2", "1.36.1-1"), 1_374_155, cmd=("sh",)),
-    # A deliberately large image for demos of slow, layered pulls.
-    CatalogImage("quay.io/cristack/big-data", ("latest", "1.0"), 2_147_483_648, cmd=("sleep", "3600"), layers=12),
-    # The images critest's image specs pull (cri-tools images/build): busybox with a marker file or
-    # a USER; test-image-tag's tags are different images, test-image-tags' the same one, and
-    # pause:3.9 is one image under two registry names.
-    *(CatalogImage(f"{_CRITEST}/test-image-{n}", ("latest",), 2_160_000, cmd=("sh",)) for n in ("1", "2", "3")),
-    CatalogImage(f"{_CRITEST}/test-image-latest", ("latest",), 2_160_000, cmd=("sh",)),
-    CatalogImage(f"{_CRITEST}/test-image-digest", ("latest",), 2_160_000, cmd=("sh",), pinned_digest=(
-        "sha256:9700f9a2f5bf2c45f2f605a0bd3bce7cf37420ec9d3ed50ac2758413308766bf")),
-    CatalogImage(f"{_CRITEST}/test-image-tags", ("1", "2", "3"), 2_160_000, cmd=("sh",)),
-    *(CatalogImage(f"{_CRITEST}/test-image-tag", (t,), 2_160_000, cmd=("sh",), variant=t) for t in ("test", "all")),
-    CatalogImage(f"{_CRITEST}/test-image-user-uid", ("latest",), 2_160_000, cmd=("sh",), user="1002"),
-    CatalogImage(f"{_CRITEST}/test-image-user-username", ("latest",), 2_160_000, cmd=("sh",), user="www-data"),
-    CatalogImage(f"{_CRITEST}/test-image-user-uid-group", ("latest",), 2_160_000, cmd=("sh",), user="1003:1004"),
-    CatalogImage(f"{_CRITEST}/test-image-user-username-group", ("latest",), 2_160_000, cmd=("sh",),
-                 user="www-data:1004"),
-    CatalogImage("registry.k8s.io/e2e-test-images/httpd", ("2.4.39-4",), 50_300_000, cmd=("httpd-foreground",),
-                 layers=5),
-    CatalogImage("registry.k8s.io/pause", ("3.9",), 744_000, entrypoint=("/pause",), user="65535",
-                 aliases=("k8s.gcr.io/pause",), variant="3.9"),
-)
-
-
-class ImageNotFound(LookupError):
-    """The reference names no image of the catalogue; the message reads like a registry's."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    repo: str
-    tag: str = ""
-    digest: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.repo}@{self.digest}" if self.digest else f"{self.repo}:{self.tag}"
-
-
-def parse_reference(ref: str) -> Reference:
-    """Normalises a reference the way container tools do: ``busybox`` means
-    ``docker.io/library/busybox:latest``. Raises ValueError for a malformed one."""
-    text = ref.strip()
-    if not text or any(c.isspace() for c in text) or text != text.lower() and "@" not in text:
-        raise ValueError(f"invalid reference format: {ref!r}")
-    digest = ""
-    if "@" in text:
-        text, digest = text.split("@", 1)
-        if not digest.startswith("sha256:") or len(digest) != 71:
-            raise ValueError(f"invalid reference format: {ref!r}: bad digest")
-    name, tag = text, ""
-    slash = text.rfind("/")
-    colon = text.rfind(":")
-    if colon > slash:
-        name, tag = text[:colon], text[colon + 1:]
-        if not tag:
-            raise ValueError(f"invalid reference format: {ref!r}: empty tag")
-    if not name:
-        raise ValueError(f"invalid reference format: {ref!r}")
-    first = name.split("/", 1)[0]
-    if "/" not in name or ("." not in first and ":" not in first and first != "localhost"):
-        name = f"{DEFAULT_REGISTRY}/{name}" if "/" in name else f"{DEFAULT_REGISTRY}/library/{name}"
-    if not tag and not digest:
-        tag = "latest"
-    return Reference(name, tag, digest)
-
-
-def _image_id(ref: str) -> str:
-    """The hex id (or id prefix, at least 12 digits) that ``ref`` is, or ''."""
-    bare = ref.strip().removeprefix("sha256:")
-    return bare if len(bare) >= 12 and all(c in "0123456789abcdef" for c in bare) else ""
-
-
-def lookup(ref: str) -> tuple[CatalogImage, Reference]:
-    """Finds the catalogue image a reference or image id names, or raises ImageNotFound."""
-    text = ref.strip()
-    bare = _image_id(text)
-    if bare:
-        for img in CATALOGUE:
-            if img.id.startswith(bare):
-                return img, Reference(img.repo, img.tags[0])
-    try:
-        parsed = parse_reference(text)
-    except ValueError as err:
-        raise ImageNotFound(str(err)) from None
-    candidates = [img for img in CATALOGUE if parsed.repo in img.repos]
-    for img in candidates:
-        if (parsed.digest and parsed.digest == img.digest) or (not parsed.digest and parsed.tag in img.tags):
-            return img, parsed
-    if candidates:
-        raise ImageNotFound(f"reading manifest {parsed.digest or parsed.tag} in {parsed.repo}: manifest unknown")
-    registry = parsed.repo.split("/", 1)[0]
-    if registry == DEFAULT_REGISTRY:
-        raise ImageNotFound(f"reading manifest {parsed.tag or parsed.digest} in {parsed.repo}: "
-                            "requested access to the resource is denied")
-    raise ImageNotFound(f"pinging container registry {registry}: Get \"https://{registry}/v2/\": "
-                        f"dial tcp: lookup {registry}: no such host")
-
-
-@dataclass
-class StoredImage:
-    """An image present on the node, with the tags it was pulled under."""
-
-    id: str
-    repo: str
-    repo_tags: list[str] = field(default_factory=list)
-    pinned: bool = False
-
-    @property
-    def catalog(self) -> CatalogImage:
-        for img in CATALOGUE:
-            if img.id == self.id:
-                return img
-        raise KeyError(self.repo)
-
-    @property
-    def repo_digests(self) -> list[str]:
-        """One digest reference per repository the image was pulled from (its own when by digest)."""
-        cat = self.catalog
-        repos = [r for r in cat.repos if any(t.startswith(f"{r}:") for t in self.repo_tags)] or [cat.repo]
-        return [f"{r}@{cat.digest}" for r in repos]
-
-
-class ImageStore:
-    """Pulled images, persisted in ``<root>/images.json``."""
+class ImageStore(_LibraryStore):
+    """Pulled images in ``<root>/images.json``; each also leaves its record under ``overlay-images/``
+    (off only under the image_fs_unmounted fault)."""
 
     def __init__(self, root: Path, *, on_disk: bool = True) -> None:
-        self.root = root
-        self.path = root / "images.json"
-        # Each image also leaves its record under overlay-images/ (fake_crio.storage), whose usage
-        # ImageFsInfo reports; off only under the image_fs_unmounted fault.
         self.on_disk = on_disk
-        self.images: dict[str, StoredImage] = {}
-        if self.path.exists():
-            for item in json.loads(self.path.read_text()):
-                img = StoredImage(**item)
-                try:
-                    img.catalog  # noqa: B018 - drop entries the catalogue no longer knows
-                except KeyError:
-                    continue
-                self.images[img.id] = img
-        for img in self.images.values():
-            self._record(img)
+        super().__init__(root)
 
     def _record(self, img: StoredImage) -> None:
         if self.on_disk and not (storage.images_dir(self.root) / img.id / "manifest").exists():
@@ -230,39 +27,6 @@ class ImageStore:
             storage.write_image(self.root, img.id, {"id": img.id, "names": img.repo_tags, "digest": cat.digest,
                                                     "size": cat.size, "layers": cat.layer_sizes()})
 
-    def _save(self) -> None:
-        write_atomic(self.path, json.dumps([asdict(i) for i in self.images.values()], indent=1).encode())
-
-    def find(self, ref: str) -> StoredImage | None:
-        """The stored image a reference (tag, digest, id or id prefix) names, if present."""
-        bare = _image_id(ref)
-        if bare:
-            return next((i for i in self.images.values() if i.id.startswith(bare)), None)
-        try:
-            img, parsed = lookup(ref)
-        except ImageNotFound:
-            return None
-        stored = self.images.get(img.id)
-        if stored is None or parsed.digest:
-            return stored
-        return stored if str(parsed) in stored.repo_tags else None
-
-    def add(self, img: CatalogImage, parsed: Reference) -> StoredImage:
-        """Records a pulled image (tags accumulate across pulls)."""
-        stored = self.images.setdefault(img.id, StoredImage(img.id, img.repo))
-        if parsed.tag and str(parsed) not in stored.repo_tags:
-            stored.repo_tags.append(str(parsed))
-        self._save()
-        self._record(stored)
-        return stored
-
-    def remove(self, image_id: str) -> bool:
-        if self.images.pop(image_id, None) is None:
-            return False
-        self._save()
+    def _forget(self, image_id: str) -> None:
         if self.on_disk:
             storage.remove_image(self.root, image_id)
-        return True
-
-    def used_bytes(self) -> int:
-        return sum(i.catalog.size for i in self.images.values())

@@ -1,10 +1,8 @@
-"""Where pod IPs come from: the CNI configuration, as CRI-O takes them.
+"""Where CRI-O's pod IPs come from: the CNI configuration (read by the library's cristack.cni).
 
 CRI-O hands a pod's network to the CNI plugins named by the first network configuration in
 ``[crio.network] network_dir`` (``--cni-config-dir``, default ``/etc/cni/net.d/``), or by
-``cni_default_network`` when set; the IP comes from that network's IPAM. fake-crio runs no
-plugins: it reads the same file and allocates from its ``host-local`` range, so giving two
-nodes two conflists with two subnets gives them disjoint pod IPs, exactly as with CRI-O.
+``cni_default_network`` when set; the IP comes from that network's IPAM.
 
 CRI-O ignores the kubelet's UpdateRuntimeConfig pod CIDR (server/update_runtime_config.go in
 CRI-O 1.36.3 does nothing), and so does fake-crio.
@@ -16,143 +14,23 @@ reading this machine's ``/etc/cni/net.d``.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
-from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from cristack.cni import PodNetwork, conf_files, host_local_range, network_from_file
 from cristack.wire.errors import ConfigError
+
+__all__ = ["PodNetwork", "default_network", "load"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NETWORK_NAME = "crio"
 DEFAULT_SUBNET = "10.85.0.0/16"
-# The file extensions libcni's ConfFiles accepts, in CRI-O's lexical order.
-CONF_EXTENSIONS = (".conf", ".conflist", ".json")
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True)
-class PodNetwork:
-    """One host-local range: pod IPs are handed out from ``first`` to ``last``, never ``gateway``."""
-
-    name: str
-    subnet: Network
-    first: Address
-    last: Address
-    gateway: Address | None
-    source: str = "<built-in default>"
-
-    def allocate(self, used: Collection[str]) -> str | None:
-        """The lowest free address of the range, or None when the range is full. Walks at most
-        ``len(used) + 2`` addresses, so a big subnet costs nothing."""
-        ip = int(self.first)
-        last = int(self.last)
-        gateway = int(self.gateway) if self.gateway is not None else -1
-        while ip <= last:
-            text = str(ipaddress.ip_address(ip))
-            if ip != gateway and text not in used:
-                return text
-            ip += 1
-        return None
-
-    def describe(self) -> str:
-        return f"{self.first}-{self.last}"
 
 
 def default_network() -> PodNetwork:
     """CRI-O's shipped bridge network: 10.85.0.0/16, gateway 10.85.0.1."""
     return host_local_range(DEFAULT_NETWORK_NAME, {"subnet": DEFAULT_SUBNET}, "<built-in default>", "subnet")
-
-
-def host_local_range(name: str, spec: dict[str, Any], source: str, key: str) -> PodNetwork:
-    """A host-local ``{"subnet", "rangeStart", "rangeEnd", "gateway"}`` range; ConfigError names
-    ``source`` and the JSON path ``key`` of the bad field."""
-    subnet_text = spec.get("subnet")
-    if not isinstance(subnet_text, str) or not subnet_text:
-        raise ConfigError(source, f"{key}.subnet", "a host-local range needs a subnet such as 10.85.0.0/16")
-    try:
-        # host-local masks host bits off the subnet, as Go's ParseCIDR does.
-        subnet = ipaddress.ip_network(subnet_text, strict=False)
-    except ValueError:
-        raise ConfigError(source, f"{key}.subnet", f"{subnet_text!r} is not a CIDR such as 10.85.0.0/16") from None
-    if "/" not in subnet_text:
-        raise ConfigError(source, f"{key}.subnet", f"{subnet_text!r} has no prefix length")
-    if subnet.num_addresses < 4:
-        raise ConfigError(source, f"{key}.subnet", f"network {subnet} too small to allocate from")
-
-    def address(field: str, default: Address) -> Address:
-        value = spec.get(field)
-        if value is None:
-            return default
-        try:
-            ip = ipaddress.ip_address(value) if isinstance(value, str) else None
-        except ValueError:
-            ip = None
-        if ip is None or ip not in subnet:
-            raise ConfigError(source, f"{key}.{field}", f"{value!r} is not an address in {subnet}")
-        return ip
-
-    # host-local's defaults: the range spans the subnet minus its network and broadcast
-    # addresses, and the gateway is the first address.
-    first = address("rangeStart", subnet.network_address + 1)
-    last = address("rangeEnd", subnet.broadcast_address - 1)
-    gateway = address("gateway", subnet.network_address + 1)
-    if first > last:
-        raise ConfigError(source, f"{key}.rangeStart", f"{first} is after rangeEnd {last}")
-    return PodNetwork(name, subnet, first, last, gateway, source)
-
-
-def _ipam_range(ipam: dict[str, Any], source: str, key: str) -> tuple[dict[str, Any], str]:
-    """The first range of the first range set (``ranges``), or the legacy top-level fields."""
-    ranges = ipam.get("ranges")
-    if ranges is None:
-        return ipam, key
-    if not isinstance(ranges, list) or not ranges or not isinstance(ranges[0], list) or not ranges[0] \
-            or not isinstance(ranges[0][0], dict):
-        raise ConfigError(source, f"{key}.ranges", "expected a list of range sets, e.g. [[{\"subnet\": \"...\"}]]")
-    return ranges[0][0], f"{key}.ranges[0][0]"
-
-
-def network_from_file(path: Path) -> tuple[str, PodNetwork | None]:
-    """The network's name and its host-local range (None when it uses another IPAM, which
-    fake-crio cannot model). ConfigError names the file and the key at fault."""
-    source = str(path)
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(source, "", f"cannot read: {err}") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(source, "", f"invalid JSON: {err}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(source, "", "expected a CNI network configuration object")
-    name = doc.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(source, "name", "a CNI network configuration needs a name")
-    if path.suffix == ".conflist":
-        plugins = doc.get("plugins")
-        if not isinstance(plugins, list) or not plugins:
-            raise ConfigError(source, "plugins", "a .conflist needs a non-empty plugins list")
-        candidates = [(p, f"plugins[{i}]") for i, p in enumerate(plugins)]
-    else:
-        candidates = [(doc, "")]
-    for plugin, where in candidates:
-        ipam = plugin.get("ipam") if isinstance(plugin, dict) else None
-        if not isinstance(ipam, dict) or not ipam:
-            continue
-        key = f"{where}.ipam" if where else "ipam"
-        if ipam.get("type") != "host-local":
-            log.warning("%s: %s.type %r: fake-crio allocates pod IPs only from host-local ranges; "
-                        "using CRI-O's default %s instead", source, key, ipam.get("type"), DEFAULT_SUBNET)
-            return name, None
-        spec, range_key = _ipam_range(ipam, source, key)
-        return name, host_local_range(name, spec, source, range_key)
-    return name, None
 
 
 def load(network_dir: Path | None, default_name: str, source: str) -> PodNetwork:
@@ -161,9 +39,7 @@ def load(network_dir: Path | None, default_name: str, source: str) -> PodNetwork
     if network_dir is None:
         return default_network()
     try:
-        files = sorted(p for p in network_dir.iterdir() if p.suffix in CONF_EXTENSIONS and p.is_file())
-    except FileNotFoundError:
-        files = []
+        files = conf_files(network_dir)
     except OSError as err:
         raise ConfigError(source, "crio.network.network_dir", f"cannot read {network_dir}: {err}") from None
     for path in files:
@@ -171,6 +47,8 @@ def load(network_dir: Path | None, default_name: str, source: str) -> PodNetwork
         if default_name and name != default_name:
             continue
         if net is None:
+            log.warning("%s: fake-crio allocates pod IPs only from host-local ranges; using CRI-O's default %s",
+                        path, DEFAULT_SUBNET)
             return default_network()
         log.info("Found CNI network %s at %s: pod IPs from %s", name, path, net.describe())
         return net

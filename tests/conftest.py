@@ -126,6 +126,51 @@ def crio(tmp_path: Path) -> Iterator[CrioHandle]:
     handle.close()
 
 
+@dataclass
+class ContainerdHandle:
+    """A running fake-containerd (its shims run beside it) and what a test needs to talk to it."""
+
+    dir: Path
+    proc: Proc
+    socket: Path
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.socket}"
+
+    def log_text(self) -> str:
+        return self.proc.log_text()
+
+    def close(self) -> None:
+        self.proc.stop()
+
+
+CONTAINERD_CONF = "version = 4\nroot = '{base}/root'\nstate = '{base}/st'\n[debug]\nlevel = 'debug'\n" \
+                  "[cristack]\npull_latency_ms = 1\n"
+
+
+def start_containerd(base: Path, config: Path | None = None, *, otlp_endpoint: str | None = None,
+                     env: dict[str, str] | None = None) -> ContainerdHandle:
+    """fake-containerd in ``base`` (a default config there unless one is given), tracing through the OTEL_*
+    environment to ``otlp_endpoint`` as containerd's recipe sets it; no stray OTEL_* of the caller's shell."""
+    if config is None:
+        base.mkdir(parents=True, exist_ok=True)
+        config = base / "containerd.toml"
+        config.write_text(CONTAINERD_CONF.format(base=base))
+    socket = base / "st" / "containerd.sock"
+    run_env = {k: "" for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                               "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "TRACEPARENT", "TRACESTATE")}
+    run_env["OTEL_SDK_DISABLED"] = "false"
+    if otlp_endpoint:
+        run_env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://{otlp_endpoint}", OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+                       OTEL_EXPORTER_OTLP_INSECURE="true", OTEL_TRACES_SAMPLER="traceidratio",
+                       OTEL_TRACES_SAMPLER_ARG="1.0")
+    run_env.update(env or {})
+    proc = start("fake-containerd", ["--config", str(config)], base / "containerd.log",
+                 endpoint=parse_endpoint(str(socket)), env=run_env)
+    return ContainerdHandle(base, proc, socket)
+
+
 def pod_config(name: str = "web", uid: str = "uid-1", namespace: str = "default", attempt: int = 0,
                labels: dict[str, str] | None = None) -> pb.PodSandboxConfig:
     return pb.PodSandboxConfig(

@@ -74,6 +74,16 @@ def mounts_from_cri(mounts: Iterable[Mapping[str, object]]) -> list[Mount]:
     return out
 
 
+def resolv_conf(servers: Iterable[str], searches: Iterable[str] = (), options: Iterable[str] = ()) -> str:
+    """The resolv.conf of a CRI DNSConfig, as CRI-O and containerd write it for a pod."""
+    searches, options = list(searches), list(options)
+    lines = [f"search {' '.join(searches)}"] if searches else []
+    lines += [f"nameserver {s}" for s in servers]
+    if options:
+        lines.append(f"options {' '.join(options)}")
+    return "".join(line + "\n" for line in lines)
+
+
 @dataclass
 class Bundle:
     """What an OCI bundle's config.json says about the container's view."""

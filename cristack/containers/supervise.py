@@ -490,6 +490,12 @@ async def exec_sync(argv: list[str], env: dict[str, str], workdir: Path, timeout
         kill()
         await settle()
         return ExecResult(-1, b"", b"", timed_out=True)
+    except asyncio.CancelledError:
+        # Whoever waited gave up (a shim told to kill the exec, a caller gone): the process must not outlive it.
+        late = True
+        kill()
+        await asyncio.shield(settle())
+        raise
     except OutputTooLarge:
         await settle()
         raise

@@ -22,8 +22,8 @@ from cristack.wire.endpoints import Endpoint, serving  # noqa: F401 - serving is
 def component_argv(name: str, *args: str) -> list[str]:
     """The command line of a console script of ours, run with the current interpreter, so that
     it works from a virtualenv that is not on PATH."""
-    modules = {"fake-crio": "fake_crio.main", "fake-conmon": "fake_conmon.main",
-               "fake-kubelet": "fake_kubelet.main", "cristack": "cristack.harness.cli"}
+    modules = {"fake-crio": "fake_crio.main", "fake-conmon": "fake_conmon.main", "fake-kubelet": "fake_kubelet.main",
+               "fake-containerd": "fake_containerd.main", "cristack": "cristack.harness.cli"}
     return python_argv("from cristack.lifeline import from_env; from_env(); "
                        f"from {modules[name]} import main; sys.argv[0] = {name!r}; main()", *args)
 

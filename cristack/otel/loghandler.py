@@ -17,6 +17,10 @@ from opentelemetry.trace import Status, StatusCode
 
 from cristack.otel.requestctx import REQUEST_ID, REQUEST_NAME
 
+# logrus's Level.String() for each logging level (TRACE is below DEBUG).
+LOGRUS_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error",
+                 logging.CRITICAL: "fatal"}
+
 
 class SpanEventHandler(logging.Handler):
     """Adds each log record as an event on the current span, in a component's style.
@@ -26,6 +30,8 @@ class SpanEventHandler(logging.Handler):
       the span status to ERROR, as CRI-O's log hook does.
     - ``conmon``: the event is named by the message, with ``level`` and ``target`` (conmon-rs's
       tracing-opentelemetry layer).
+    - ``containerd``: the event is named by the message, with the line's fields and ``level`` (logrus's
+      name for it: ``info``, ``warning``, ...), and never a status (containerd/log/otel v0.1.0's hook).
     - ``plain``: event ``log`` with ``log.severity`` and ``log.message``.
 
     ``resource``: only spans with this resource (one tracer provider's) get events; None: any span.
@@ -54,6 +60,9 @@ class SpanEventHandler(logging.Handler):
         # fields do in CRI-O and tracing fields in conmon-rs.
         fields = {k: v for k, v in (getattr(record, "fields", None) or {}).items()
                   if isinstance(v, (str, bool, int, float))}
+        if self.style == "containerd":
+            span.add_event(message, {**fields, "level": LOGRUS_LEVELS.get(record.levelno, "trace")})
+            return
         if self.style == "conmon":
             span.add_event(message, {"level": "TRACE" if record.levelno < logging.DEBUG else severity,
                                      "target": record.name.replace(".", "::"), **fields})

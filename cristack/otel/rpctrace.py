@@ -172,11 +172,17 @@ class ServerTracing(grpc.aio.ServerInterceptor):
 
     Give it a tracer from ``provider.get_tracer(OTELGRPC_SCOPE)``: CRI-O's recorded SERVER spans carry no scope
     version (tests/data/real/crio/).
+
+    ``local_address`` is for a later otelgrpc (containerd v2.4 vendors v0.71.0): ``server.address`` is the
+    address the server listens on (a unix socket's path), set when the span starts, so a failed call has it
+    too. Without an ``internal_tracer`` (no CRI-O interceptor) nothing is logged per request.
     """
 
-    def __init__(self, tracer: trace.Tracer, internal_tracer: trace.Tracer | None = None) -> None:
+    def __init__(self, tracer: trace.Tracer, internal_tracer: trace.Tracer | None = None,
+                 local_address: str | None = None) -> None:
         self.tracer = tracer
         self.internal_tracer = internal_tracer
+        self.local_address = local_address
         self._wrapped = HandlerMemo(self._wrap)
 
     async def intercept_service(self, continuation, details):  # noqa: ANN001 - grpc's signature
@@ -190,21 +196,25 @@ class ServerTracing(grpc.aio.ServerInterceptor):
             return self._stream(handler, method)
         inner = handler.unary_unary
 
+        logs = self.internal_tracer is not None  # CRI-O's interceptor logs each request and response
+
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
             with self._request(method, context) as span, self._internal(method):
-                if log.isEnabledFor(logging.DEBUG):
+                if logs and log.isEnabledFor(logging.DEBUG):
                     log.debug("Request: %s", short(request))
                 try:
                     response = await inner(request, context)
                 except grpc.aio.AbortError:
                     code, details = _aborted(context)
-                    log.debug("Response error: %s", details)
-                    # No response headers went out: otelgrpc never saw the peer.
+                    if logs:
+                        log.debug("Response error: %s", details)
+                    # No response headers went out: otelgrpc v0.66 never saw the peer.
                     end_with_code(span, code, details, server=True)
                     raise
-                if log.isEnabledFor(logging.DEBUG):
+                if logs and log.isEnabledFor(logging.DEBUG):
                     log.debug("Response: %s", short(response))
-                span.set_attributes(server_peer_attributes(context.peer()))
+                if self.local_address is None:
+                    span.set_attributes(server_peer_attributes(context.peer()))
                 end_with_code(span, grpc.StatusCode.OK, server=True)
                 return response
 
@@ -223,13 +233,14 @@ class ServerTracing(grpc.aio.ServerInterceptor):
                     else:
                         sent = 0
                         async for response in result:
-                            if not sent:
+                            if not sent and self.local_address is None:
                                 span.set_attributes(server_peer_attributes(context.peer()))
                             sent += 1
                             yield response
                 except grpc.aio.AbortError:
                     code, details = _aborted(context)
-                    log.debug("stream error: %s", details)
+                    if self.internal_tracer is not None:
+                        log.debug("stream error: %s", details)
                     end_with_code(span, code, details, server=True)
                     raise
                 except (asyncio.CancelledError, GeneratorExit):
@@ -247,8 +258,11 @@ class ServerTracing(grpc.aio.ServerInterceptor):
         with CRI-O's per-request log fields (a fresh request id, the method, the caller's deadline) set for
         everything under it."""
         parent = propagate.extract({k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)})
+        attributes = rpc_attributes(method)
+        if self.local_address is not None:
+            attributes["server.address"] = self.local_address
         with current_span(self.tracer, method.lstrip("/"), context=parent, kind=SpanKind.SERVER,
-                          attributes=rpc_attributes(method)) as span:
+                          attributes=attributes) as span:
             remaining = context.time_remaining()
             tokens = [(REQUEST_ID, REQUEST_ID.set(new_request_id())), (REQUEST_NAME, REQUEST_NAME.set(method)),
                       (REQUEST_DEADLINE, REQUEST_DEADLINE.set(

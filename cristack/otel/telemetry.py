@@ -20,8 +20,10 @@ from pathlib import Path
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from cristack.otel.exporter import EXPORT_TIMEOUT_S, QuietExporter, otlp_exporter
@@ -46,7 +48,10 @@ class Telemetry:
 
     def __init__(self, service_name: str, settings: TracingSettings,
                  exporter: SpanExporter | None = None, quiet: bool = True, host_name: str | None = None,
-                 max_queue: int = MAX_QUEUE, stats_path: Path | None = None) -> None:
+                 max_queue: int = MAX_QUEUE, stats_path: Path | None = None, resource: Resource | None = None,
+                 sampler: Sampler | None = None) -> None:
+        """``resource`` and ``sampler``, when given, replace the ones built from ``service_name`` and
+        ``settings`` (a component configured by the OTEL_* environment alone, as containerd is)."""
         self.service_name = service_name
         self.settings = settings
         self.exporter: QuietExporter | None = None
@@ -55,7 +60,8 @@ class Telemetry:
         if not settings.enabled or disabled:
             self.provider: trace.TracerProvider = trace.NoOpTracerProvider()
         else:
-            provider = TracerProvider(resource=resource_for(service_name, host_name), sampler=sampler_for(settings))
+            provider = TracerProvider(resource=resource or resource_for(service_name, host_name),
+                                      sampler=sampler or sampler_for(settings))
             exporter = exporter if exporter is not None else otlp_exporter(settings.endpoint)
             self.exporter = QuietExporter(exporter, settings.endpoint, service_name) if quiet else None
             self.queue_full = QueueFullCount()

@@ -34,7 +34,7 @@ import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,8 @@ MASKED_KEYS = frozenset({
     "host.name", "process.pid", "thread.id", "busy_ns", "idle_ns", "network.peer.port", "network.peer.address",
     "client.address", "server.port", "code.line.number", "code.lineno", "rpc.message.compressed_size",
     "rpc.message.uncompressed_size", "message.uncompressed_size", "uuid", "id", "container_id", "exec_id", "pid",
+    # containerd writes some pids as their JSON text ("5645"): still pids
+    "task.pid", "sandbox.pid",
 })
 _VARIABLE = [
     re.compile(r"[0-9a-f]{12,}"),  # ids, digests
@@ -176,6 +178,12 @@ def event_name(name: str) -> str:
     for pattern, mask in _NAME_MASKS:
         name = pattern.sub(mask, name)
     return name
+
+
+def service_name(name: str) -> str:
+    """A service name with an id in it masked: containerd's shims are ``containerd-shim-<sandbox id>``, one per
+    pod, so the same shim of two runs has two names."""
+    return _NAME_MASKS[1][0].sub("<id>", name)
 
 
 def variable(key: str, value: Any) -> bool:
@@ -412,9 +420,11 @@ def diff(real: Sequence[SpanRecord], ours: Sequence[SpanRecord], *, mode: str = 
     if mode not in ("counted", "distinct"):
         raise ValueError(f"mode must be counted or distinct, not {mode!r}")
     allow = allow or Allowlist()
+    real = [s if s.service == service_name(s.service) else replace(s, service=service_name(s.service)) for s in real]
+    ours = [s if s.service == service_name(s.service) else replace(s, service=service_name(s.service)) for s in ours]
     if services is None:
         services = {s.service for s in real}
-    services = set(services)
+    services = {service_name(x) for x in services}
     rs = shapes(real, services, allow.detached)
     os_ = shapes(ours, services, allow.detached)
     found: list[Difference] = []

@@ -13,7 +13,9 @@ the process held, Start releases it, its exit is recorded and published. Upstrea
   has neither);
 - Stats: an empty io.containerd.cgroups.v1.Metrics (the node is cgroups v1 in the recordings; the monitor
   keeps no cgroup of its own to read);
-- Update, CloseIO and ResizePty: accepted for a known container.
+- Update, CloseIO and ResizePty: accepted for a known container; an Update annotated ``io.cristack.reopen-log``
+  reopens the container's CRI log (this shim writes the log in containerd's place, see below);
+- Kill of a running exec: its run is cancelled, which kills it (exit status 128 + the signal).
 
 Events, in upstream's order and topics: /tasks/create after Create, /tasks/start after Start,
 /tasks/exec-added after Exec, /tasks/exec-started after an exec's Start, /tasks/exit when a process
@@ -41,6 +43,7 @@ import grpc
 from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from cristack.containers.containerfs import BUNDLE_ENV
 from cristack.containers.monitor import ContainerSpec, Monitor
 from cristack.wire.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from cristack.wire.pb.containerd.events import task_pb2 as events
@@ -52,6 +55,7 @@ from fake_containerd.shim.bundle import ProcessSpec, load_json, process_spec, re
 log = logging.getLogger(__name__)
 
 TASK_SERVICE = "containerd.task.v3.Task"
+REOPEN_LOG = "io.cristack.reopen-log"  # an Update annotation: reopen the CRI log (see ``update``)
 RUNC_ENV_KEY = "runc-env"  # CallContext.values: what service_tracing.go passes to runc (TRACEPARENT, ...)
 STATS_TYPE_URL = "io.containerd.cgroups.v1.Metrics"
 EXEC_WAIT_S = 0.0  # an exec runs until it ends (containerd's CRI bounds ExecSync itself, with Kill)
@@ -94,6 +98,8 @@ class Proc:
     exit_status: int = 0
     exited_ns: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    runner: asyncio.Task[None] | None = None  # an exec's run, cancelled to kill it
+    killed_by: int = 0  # the signal a Kill sent to a running exec
 
 
 @dataclass
@@ -133,7 +139,7 @@ class TaskService:
             "Checkpoint": (api.CheckpointTaskRequest, self.unsupported("checkpoint")),
             "Kill": (api.KillRequest, self.kill), "Exec": (api.ExecProcessRequest, self.exec),
             "ResizePty": (api.ResizePtyRequest, self.accept), "CloseIO": (api.CloseIORequest, self.accept),
-            "Update": (api.UpdateTaskRequest, self.accept), "Wait": (api.WaitRequest, self.wait),
+            "Update": (api.UpdateTaskRequest, self.update), "Wait": (api.WaitRequest, self.wait),
             "Stats": (api.StatsRequest, self.stats), "Connect": (api.ConnectRequest, self.connect),
             "Shutdown": (api.ShutdownRequest, self.shutdown_call),
         }
@@ -145,10 +151,11 @@ class TaskService:
             raise NotFound("container not created")
         return container
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- lifecycle
 
@@ -163,7 +170,8 @@ class TaskService:
         async with self._mu:
             if r.id in self.containers:
                 raise AlreadyExists(f"container {r.id} already exists")
-            env = {**spec.process.env, **_runc_env(ctx)}
+            # The applets read the bundle's mounts and sysctls (config.json), as under fake-crio and fake-conmon.
+            env = {**spec.process.env, **_runc_env(ctx), BUNDLE_ENV: str(bundle)}
             pid = await self.monitor.create(ContainerSpec(r.id, list(spec.process.args), env, log_path,
                                                           terminal=r.terminal))
             init = Proc("", r.stdin, r.stdout, r.stderr, r.terminal, pid=pid)
@@ -206,13 +214,17 @@ class TaskService:
         env = {**spec.env, **_runc_env(ctx)}
         await self.publish("/tasks/exec-started", events.TaskExecStarted(
             container_id=r.id, exec_id=r.exec_id, pid=proc.pid))
-        self._spawn(self._run_exec(c, proc, spec, env))
+        proc.runner = self._spawn(self._run_exec(c, proc, spec, env))
         return api.StartResponse(pid=proc.pid)
 
     async def _run_exec(self, c: Container, proc: Proc, spec: ProcessSpec, env: dict[str, str]) -> None:
         try:
             result = await self.monitor.exec(c.id, list(spec.args), env, EXEC_WAIT_S)
             code, out, err = result.exit_code, result.stdout, result.stderr
+        except asyncio.CancelledError:
+            if not proc.killed_by:
+                raise  # the shim is closing
+            code, out, err = 128 + proc.killed_by, b"", b""  # killed by a signal, as runc reports it
         except (TtrpcError, OSError, ValueError) as failure:
             code, out, err = 126, b"", f"{failure}\n".encode()
         except Exception as failure:  # noqa: BLE001 - the monitor's own errors (NotFound, ...) end the exec too
@@ -263,7 +275,10 @@ class TaskService:
         if p.done.is_set():
             raise NotFound("process already finished")
         if r.exec_id:
-            log.info("kill of exec %s in %s: the exec ends by itself", r.exec_id, r.id)
+            # The monitor's exec runs to its end unless its run is cancelled, which kills it.
+            if p.runner is not None and not p.runner.done():
+                p.killed_by = r.signal or signal.SIGKILL
+                p.runner.cancel()
             return empty_pb2.Empty()
         sig = r.signal or signal.SIGTERM
         # runc kill only sends the signal: a stop waiting a day for the exit does the same, from its own task.
@@ -310,6 +325,14 @@ class TaskService:
     async def connect(self, ctx: CallContext, r: api.ConnectRequest) -> api.ConnectResponse:
         c = self.containers.get(r.id)
         return api.ConnectResponse(shim_pid=os.getpid(), task_pid=c.init.pid if c else 0)
+
+    async def update(self, ctx: CallContext, r: api.UpdateTaskRequest) -> empty_pb2.Empty:
+        """Resources are accepted (no cgroup to change). The annotation REOPEN_LOG asks the monitor to reopen the
+        container's CRI log, which this shim writes in containerd's place (fake-containerd's ReopenContainerLog)."""
+        self.get(r.id)
+        if REOPEN_LOG in r.annotations:
+            self.monitor.reopen_log(r.id)
+        return empty_pb2.Empty()
 
     async def accept(self, ctx: CallContext, r: Message) -> empty_pb2.Empty:
         self.get(r.id)  # type: ignore[attr-defined]

@@ -293,3 +293,66 @@ def test_the_call_context_reaches_the_process_as_traceparent(tmp_path: Path) -> 
     version, trace_id, span_id, _flags = printed.split("-")
     assert (version, trace_id, span_id) == ("00", f"{exec_start.context.trace_id:032x}",
                                             f"{exec_start.context.span_id:016x}")
+
+
+def test_a_killed_exec_ends_the_bundle_is_seen_and_the_log_reopens(tmp_path: Path) -> None:
+    """What the CRI needs of the shim beyond the recorded lifecycle: ExecSync's timeout kills the exec (and the
+    container's stop is not held up by it), the container sees its bundle's mounts (the pod's resolv.conf), and
+    ReopenContainerLog (an Update annotated io.cristack.reopen-log) starts a new log file after a rotation."""
+    sink = EventsSink()
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 10.10.10.10\n")
+
+    async def scenario() -> dict[str, object]:
+        events_server = sink.server()
+        await events_server.listen(tmp_path / "run" / "containerd.sock.ttrpc")
+        daemon = ShimDaemon("k8s.io", SB, f"unix://{tmp_path / 'run' / 'containerd.sock.ttrpc'}",
+                            tmp_path / "work", None)
+        await daemon.start(path=tmp_path / "s" / "shim.sock")
+        client = await Client.connect(tmp_path / "s" / "shim.sock")
+        out: dict[str, object] = {}
+        try:
+            bundle = write_bundle(tmp_path / "bundles", CTR, ["sleep", "3600"])
+            doc = json.loads((bundle / "config.json").read_text())
+            doc["mounts"] = [{"destination": "/etc/resolv.conf", "type": "bind", "source": str(resolv),
+                              "options": ["rbind", "ro"]}]
+            (bundle / "config.json").write_text(json.dumps(doc))
+            log = tmp_path / "logs" / "c.log"
+            log.parent.mkdir()
+            await _call(client, "Create", api.CreateTaskRequest(id=CTR, bundle=str(bundle), stdout=f"file://{log}"),
+                        api.CreateTaskResponse)
+            await _call(client, "Start", api.StartRequest(id=CTR), api.StartResponse)
+
+            async def run_exec(exec_id: str, args: list[str]) -> api.ExecProcessRequest:
+                req = api.ExecProcessRequest(id=CTR, exec_id=exec_id, stdout=f"file://{tmp_path / exec_id}",
+                                             spec=any_pb2.Any(type_url=EXEC_SPEC_URL,
+                                                              value=json.dumps({"args": args}).encode()))
+                await _call(client, "Exec", req, empty_pb2.Empty)
+                await _call(client, "Start", api.StartRequest(id=CTR, exec_id=exec_id), api.StartResponse)
+                return req
+
+            await run_exec("cat", ["cat", "/etc/resolv.conf"])
+            await _call(client, "Wait", api.WaitRequest(id=CTR, exec_id="cat"), api.WaitResponse)
+            out["resolv"] = (tmp_path / "cat").read_text()
+
+            await run_exec("long", ["sleep", "4321"])
+            await _call(client, "Kill", api.KillRequest(id=CTR, exec_id="long", signal=signal.SIGKILL), empty_pb2.Empty)
+            waited = await asyncio.wait_for(
+                _call(client, "Wait", api.WaitRequest(id=CTR, exec_id="long"), api.WaitResponse), 10)
+            out["killed_exit"] = waited.exit_status
+
+            assert log.exists()  # the monitor opened the CRI log when it created the container
+            log.rename(log.with_suffix(".old"))
+            await _call(client, "Update", api.UpdateTaskRequest(id=CTR, annotations={"io.cristack.reopen-log": ""}),
+                        empty_pb2.Empty)
+            out["reopened"] = log.exists()
+            await _call(client, "Kill", api.KillRequest(id=CTR, signal=signal.SIGKILL), empty_pb2.Empty)
+            await asyncio.wait_for(_call(client, "Wait", api.WaitRequest(id=CTR), api.WaitResponse), 10)
+            return out
+        finally:
+            await client.close()
+            await daemon.stop()
+            await events_server.close()
+
+    out = asyncio.run(scenario())
+    assert out == {"resolv": "nameserver 10.10.10.10\n", "killed_exit": 128 + signal.SIGKILL, "reopened": True}

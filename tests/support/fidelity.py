@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,19 +63,20 @@ def _crio_conf(rec: CrioRecording, conmon_socket: Path | None) -> str:
 class Crictl:
     """The real crictl with the recipe's flags: tracing on at 1,000,000 per million, to ``endpoint``."""
 
-    def __init__(self, binary: str, socket: Path, otlp_endpoint: str, workdir: Path, exit_dir: Path) -> None:
+    def __init__(self, binary: str, socket: Path, otlp_endpoint: str, workdir: Path, exit_dir: Path | None = None
+                 ) -> None:
         self.argv = [binary, "--enable-tracing", "--tracing-endpoint", otlp_endpoint,
                      "--tracing-sampling-rate-per-million", "1000000", "--runtime-endpoint", f"unix://{socket}",
                      "--image-endpoint", f"unix://{socket}", "--timeout", "60s"]
         self.workdir = workdir
-        self.exit_dir = exit_dir
-        self.commands = 0
+        self.exit_dir = exit_dir  # where fake-crio's monitor writes exit files (_wait_exited)
 
-    def __call__(self, *args: str) -> str:
+    def __call__(self, *args: str, fails: bool = False) -> str:
+        """Runs one command; ``fails``: the recipe expects it to fail (its errors sequence)."""
         proc = subprocess.run([*self.argv, *args], capture_output=True, text=True, timeout=90, cwd=self.workdir)
-        if proc.returncode != 0:
-            raise AssertionError(f"crictl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
-        self.commands += 1
+        if (proc.returncode != 0) != fails:
+            raise AssertionError(f"crictl {' '.join(args)} exited {proc.returncode} (expected "
+                                 f"{'a failure' if fails else 'success'}):\n{proc.stdout}{proc.stderr}")
         return proc.stdout.strip()
 
 
@@ -90,16 +92,20 @@ def _configs(workdir: Path, logs_root: Path) -> None:
         (workdir / name).write_text(json.dumps(ctr))
 
 
-def lifecycle(c: Crictl) -> None:
-    """``run-scenario.sh``'s lifecycle sequence, command for command."""
+def lifecycle(c: Crictl, image: str = IMAGE, wait_exited: Callable[[str], None] | None = None,
+              prepull: str = "") -> None:
+    """``run-scenario.sh``'s lifecycle sequence, command for command (CRI-O's and containerd's recipes run the
+    same); ``wait_exited`` stands for the recipe's 2 s sleep, ``prepull`` is its PREPULL_PAUSE image."""
+    if prepull:
+        c("pull", prepull)
     c("version")
-    c("pull", IMAGE)
+    c("pull", image)
     pod = c("runp", "pod.json")
     hello = c("create", pod, "ctr-hello.json", "pod.json")
     c("start", hello)
     sleeper = c("create", pod, "ctr-sleeper.json", "pod.json")
     c("start", sleeper)
-    _wait_exited(c, hello)
+    (wait_exited or (lambda cid: _wait_exited(c, cid)))(hello)
     c("ps", "-a")
     c("inspect", hello)
     c("logs", hello)

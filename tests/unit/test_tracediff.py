@@ -87,3 +87,14 @@ def test_the_docs_list_every_deliberate_difference() -> None:
     shown = doc[doc.index(start) + len(start):doc.index(end)]
     assert shown == Allowlist.load(REAL / "deliberate-differences.toml").markdown(), (
         "docs/trace-anatomy.md is out of date; regenerate its table with Allowlist.load(...).markdown()")
+
+
+def test_a_service_named_after_an_id_is_compared_by_its_shape() -> None:
+    # containerd's shims are containerd-shim-<sandbox id>: the same shim of two runs has two names.
+    shim = "containerd-shim-" + "1" * 64
+    real = [span("root", "a", service="containerd"), span("Task/Create", "b", "a", service=shim)]
+    other = "containerd-shim-" + "2" * 64
+    ours = [span("root", "x", service="containerd"), span("Task/Create", "y", "x", service=other)]
+    assert diff(real, ours).ok
+    assert lines(diff(real, [span("root", "x", service="containerd")])) == [
+        "missing-span       containerd:root > containerd-shim-<id>:Task/Create :: real 1, ours 0"]

@@ -1,0 +1,1 @@
+"""The CRI plugin's image service (internal/cri/server/images)."""
