@@ -66,6 +66,10 @@ class DeadlineExceeded(RpcError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Internal(RpcError):
+    code = grpc.StatusCode.INTERNAL
+
+
 OS_ERROR_CODES = {
     errno.ENOSPC: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errno.EDQUOT: grpc.StatusCode.RESOURCE_EXHAUSTED,

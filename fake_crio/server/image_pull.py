@@ -7,8 +7,8 @@ import asyncio
 import hashlib
 import logging
 
+from cristack.images.catalogue import CatalogImage, ImageNotFound, lookup
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
-from fake_crio.images import CatalogImage, ImageNotFound, lookup
 from fake_crio.server.server import ServerBase
 from fake_crio.server.utils import Unknown, image_ref
 from fake_crio.tracing import step_span
