@@ -23,13 +23,17 @@ import pytest
 import yaml
 
 from cristack.harness import expectations, scenarios
+from cristack.harness.assertions import Expected, pod_start, pod_uid
+from cristack.harness.backends import JaegerBackend
 from cristack.harness.sink.store import Span
-from cristack.harness.tracequery import JaegerQuery, pod_uid_is, wait_for_trace
+from cristack.harness.tracequery import JaegerQuery
 from tests.integration.test_kubelet import wait_for
 from tests.support.dockercompose import Compose, docker, engine_objects
 
 REPO = Path(__file__).resolve().parents[2]
-QUERY = JaegerQuery("http://127.0.0.1:16686")
+JAEGER_URL = "http://127.0.0.1:16686"
+QUERY = JaegerQuery(JAEGER_URL)
+JAEGER = JaegerBackend.kubelet_syncs(JAEGER_URL)
 COMPONENTS = ("conmon", "crio", "kubelet")
 
 if os.environ.get("CRISTACK_COMPOSE_E2E") != "1":
@@ -92,7 +96,8 @@ WHILE_RUNNING = [e for e in expectations.POD_START if e.child not in WATCHING]
 def web_pod_trace(run: Run) -> None:
     """The shipped static pod's start (nginx, still running): one trace with kubelet, crio and conmonrs spans and
     every expected edge but those that end with the container."""
-    trace = wait_for_trace(QUERY, match=is_create_of("web"), timeout=60)
+    while_running = Expected(edges=tuple(WHILE_RUNNING), name="pod start, container still running")
+    trace = JAEGER.wait_for_trace(while_running, match=is_create_of("web"), timeout=60)
     assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
     assert all(ok for _, ok in expectations.check(trace, "pod", WHILE_RUNNING)), \
         expectations.diff(trace, "pod", WHILE_RUNNING)
@@ -115,7 +120,7 @@ def crictl_in_the_crio_container(run: Run) -> None:
 def dropped_manifest_runs(run: Run) -> None:
     """A Pod YAML copied into examples/manifests/ runs (its trace reaches Jaeger complete); removed, it goes."""
     d = run.drop(REPO / "examples" / "pods" / "hello.yaml", f"e2e-{uuid.uuid4().hex[:8]}")
-    trace = wait_for_trace(QUERY, match=pod_uid_is(d.uid), timeout=60)
+    trace = JAEGER.wait_for_trace(pod_start("pod"), match=pod_uid(d.uid), timeout=60)
     assert all(ok for _, ok in expectations.check(trace, "pod")), expectations.diff(trace, "pod")
     run.found["dropped"] = trace[0].trace_id
     name = d.path.stem
@@ -154,7 +159,7 @@ def kata_pod_traces(run: Run) -> None:
         for service, operation in (("kubelet", "syncPod"), ("kata", ""), ("kata-agent", "")):
             for t in QUERY.traces(service, operation, limit=200):
                 seen.setdefault(t[0].trace_id, t)
-        found = scenarios.find_kata([_JaegerRun(list(seen.values()))])
+        found = scenarios.find(scenarios.load("kata"), [_JaegerRun(list(seen.values()))])
         return found if found.ok else None
 
     found = wait_for("the kata pod's traces (shim and agent) in Jaeger", finding, timeout=60, interval=0.5)
