@@ -12,7 +12,8 @@ import grpc
 from cristack.otel import logs
 from cristack.otel.telemetry import conmon_telemetry
 from cristack.versions import CONMONRS_COMMIT, CONMONRS_VERSION, version_flag
-from cristack.wire.endpoints import default_runtime_dir, parse_endpoint
+from cristack.wire.endpoints import claim_unix_socket, default_runtime_dir, parse_endpoint
+from cristack.wire.errors import ConfigError, exit_config_error
 from cristack.wire.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
 from cristack.wire.serving import serve
 from fake_conmon.runtime_args import DEFAULT_RUNTIME, DEFAULT_RUNTIME_ROOT, RuntimeArgs
@@ -56,6 +57,16 @@ def main(argv: list[str] | None = None) -> None:
     # No log lines as span events: conmon-rs's events are its own tracing macros, written by
     # the tracing hooks at every level whatever --log-level says (it filters only the log).
     logs.setup("fake-conmon", level)
+    try:
+        # Before the monitor starts: a second fake-conmon on a live socket must not serve (CRI-O's
+        # RemoveUnusedSocket, conmon-rs's single server per socket).
+        claim = claim_unix_socket(listen.path, private_parent=args.listen is None) \
+            if listen.path is not None else None
+    except ConfigError as err:
+        exit_config_error("fake-conmon", err)
+    except (OSError, ValueError) as err:
+        print(f"fake-conmon: {err}", file=sys.stderr)
+        sys.exit(1)
     telemetry = conmon_telemetry(args.enable_tracing, args.tracing_endpoint).install()
     runtime_dir = args.runtime_dir or default_runtime_dir() / "conmon"
     service = ConmonService(runtime_dir, ConmonTracing(telemetry.provider),
@@ -66,11 +77,13 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         asyncio.run(serve("fake-conmon", listen, register, private_parent=args.listen is None,
-                          on_started=service.warm_up, on_stop=service.close))
+                          on_started=service.warm_up, on_stop=service.close, claim=claim))
     except (OSError, ValueError) as err:
         print(f"fake-conmon: {err}", file=sys.stderr)
         sys.exit(1)
     finally:
+        if claim is not None:
+            claim.release()
         telemetry.shutdown()
 
 

@@ -11,6 +11,7 @@ import grpc
 from cristack.otel import logs
 from cristack.otel.rpctrace import OTELGRPC_SCOPE, ServerTracing
 from cristack.otel.telemetry import Telemetry, crio_telemetry
+from cristack.wire.endpoints import SocketClaim, claim_unix_socket
 from cristack.wire.errors import ConfigError, exit_config_error
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 from cristack.wire.serving import serve
@@ -24,7 +25,7 @@ from fake_crio.tracing import CRIO_SCOPE, CrioTracing
 log = logging.getLogger("fake_crio")
 
 
-async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry) -> None:
+async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry, claim: SocketClaim | None = None) -> None:
     crio = Crio.create(cfg, CrioTracing(telemetry.provider, cfg.faults))
     runtime_service = RuntimeService(crio)
     tasks: list[asyncio.Task] = []
@@ -57,7 +58,7 @@ async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry) -> None:
 
     await serve("fake-crio", cfg.listen, register, private_parent=cfg.listen_is_default,
                 interceptors=interceptors, on_started=started, on_stop=stop,
-                max_concurrent_rpcs=cfg.max_concurrent_rpcs)
+                max_concurrent_rpcs=cfg.max_concurrent_rpcs, claim=claim)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,14 +69,26 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as err:
         exit_config_error("fake-crio", err)
     logs.setup("fake-crio", cfg.log_level, span_events="crio")
+    try:
+        # Before the state is loaded: a second fake-crio on a live socket must neither serve nor touch the
+        # first one's state (CRI-O checks in its config validation, RemoveUnusedSocket, before anything else).
+        claim = claim_unix_socket(cfg.listen.path, private_parent=cfg.listen_is_default) \
+            if cfg.listen.path is not None else None
+    except ConfigError as err:
+        exit_config_error("fake-crio", err)
+    except (OSError, ValueError) as err:
+        print(f"fake-crio: {err}", file=sys.stderr)
+        sys.exit(1)
     t = cfg.tracing
     telemetry = crio_telemetry(t.enable_tracing, t.tracing_endpoint, t.tracing_sampling_rate_per_million).install()
     try:
-        asyncio.run(run(cfg, telemetry))
+        asyncio.run(run(cfg, telemetry, claim))
     except (OSError, ValueError) as err:
         print(f"fake-crio: {err}", file=sys.stderr)
         sys.exit(1)
     finally:
+        if claim is not None:
+            claim.release()
         telemetry.shutdown()
 
 

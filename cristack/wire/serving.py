@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import resource
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 
 import grpc
 
 from cristack.gcpolicy import tune_for_service
 from cristack.lifeline import stop_on_signals
-from cristack.wire.endpoints import Endpoint, prepare_unix_listener, secure_socket, socket_umask, warn_if_exposed
+from cristack.wire.endpoints import (
+    Endpoint,
+    SocketClaim,
+    claim_unix_socket,
+    secure_socket,
+    socket_umask,
+    warn_if_exposed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +141,14 @@ async def serve(
     on_started: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     max_concurrent_rpcs: int | None = None,
+    claim: SocketClaim | None = None,
 ) -> None:
     """Binds ``endpoint``, serves until a stop signal, then runs ``on_stop``.
 
-    ``private_parent`` makes the socket's directory 0700 (used for our default locations).
+    ``private_parent`` makes the socket's directory 0700 (used for our default locations). A unix socket is
+    claimed first (``claim_unix_socket``: a live one is never taken over, SocketInUse); a component that must
+    not touch its state while another instance serves claims it itself before loading and passes ``claim``.
+    On the way out only our own socket file is removed.
     """
     raise_fd_limit()
     tune_for_service()
@@ -147,20 +156,33 @@ async def serve(
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[SafeRequests(), *interceptors],
                              maximum_concurrent_rpcs=max_concurrent_rpcs or DEFAULT_MAX_CONCURRENT_RPCS)
     register(_GenericHandlersOnly(server))  # type: ignore[arg-type] - the server's methods but one
-    if endpoint.path is not None:
-        prepare_unix_listener(endpoint.path, private_parent=private_parent)
-    else:
+    if endpoint.path is not None and claim is None:
+        claim = claim_unix_socket(endpoint.path, private_parent=private_parent)
+    elif endpoint.path is None:
         warn_if_exposed(endpoint, component)
+    try:
+        await _serve_claimed(component, endpoint, server, claim, on_started, on_stop)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+async def _serve_claimed(component: str, endpoint: Endpoint, server: grpc.aio.Server, claim: SocketClaim | None,
+                         on_started: Callable[[], Awaitable[None]] | None,
+                         on_stop: Callable[[], Awaitable[None]] | None) -> None:
     # The stop signals are ours before the socket exists: a client that sees it serving may stop us at once
     # (a supervisor, a test), and the default action would kill us with the socket left behind.
     with stop_on_signals() as stop:
         with socket_umask():
+            target = f"unix://{claim.listen_path}" if claim is not None else endpoint.grpc_target
             try:
-                port = server.add_insecure_port(endpoint.grpc_target)
+                port = server.add_insecure_port(target)
             except RuntimeError:
                 port = 0  # grpc raises where it cannot bind
             if port == 0:
                 raise OSError(f"cannot listen on {endpoint.grpc_target} (address in use or not permitted)")
+            if claim is not None:
+                claim.link()  # the path now names the socket grpc bound, and is ours to remove, only it
             await server.start()
         if endpoint.path is not None:
             secure_socket(endpoint.path)
@@ -175,6 +197,3 @@ async def serve(
             await server.stop(STOP_GRACE_S)
             if on_stop is not None:
                 await on_stop()
-            if endpoint.path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    Path(endpoint.path).unlink()
