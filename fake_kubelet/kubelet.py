@@ -69,7 +69,8 @@ class Kubelet:
         self.manifests = ManifestCache()  # each manifest parsed once per change, not on every scan
         self.deleted: set[str] = set()  # uids of pods whose manifest went away
         self.loops = RuntimeLoops(self.cri, cfg.node_name, provider.get_tracer(KUBERUNTIME_SCOPE),
-                                  provider.get_tracer(IMAGES_SCOPE), lambda: set(self.pods), self._removable)
+                                  provider.get_tracer(IMAGES_SCOPE), lambda: set(self.pods), self._removable,
+                                  cfg.pod_logs_dir)
         self.api = KubeletApi(self.cri, provider.get_tracer(OTELRESTFUL_SCOPE, OTELRESTFUL_VERSION), cfg.node_name,
                               lambda: list(self.views.values()))
         self.cache = StatusCache()
@@ -103,7 +104,8 @@ class Kubelet:
             if c.state != pb.CONTAINER_EXITED:
                 continue
             try:
-                await self.cri.call("ContainerStatus", pb.ContainerStatusRequest(container_id=c.id))
+                got = await self.cri.call("ContainerStatus", pb.ContainerStatusRequest(container_id=c.id))
+                self.loops.clean_logs(got.status.log_path)  # removeContainer -> removeContainerLog
                 await self.cri.call("RemoveContainer", pb.RemoveContainerRequest(container_id=c.id))
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.NOT_FOUND:  # the container GC may have been first
