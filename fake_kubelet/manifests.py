@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cristack.config.yamlload import YamlError, load
+from cristack.files import MAX_CONFIG_BYTES, ReadLimitReached, read_at_most
 from cristack.wording import cut, did_you_mean, shown
 from fake_kubelet import podvalidation as valid
 from fake_kubelet.podfields import FIELDS
-from fake_kubelet.yamlload import YamlError, load
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ RESTART_POLICIES = ("Always", "OnFailure", "Never")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # pkg/kubelet/config/common.go maxConfigLength: file.go reads a manifest with utilio.ReadAtMost, which
 # refuses one that reaches the limit ("the read limit is reached").
-MAX_MANIFEST_BYTES = 10 * 1024 * 1024
+MAX_MANIFEST_BYTES = MAX_CONFIG_BYTES
 
 
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")  # Kubernetes' JSON field names are lowerCamelCase
@@ -317,11 +318,11 @@ def read_manifest(path: Path) -> tuple[bytes, Identity]:
         if st.st_size >= MAX_MANIFEST_BYTES:
             raise ManifestError(f"{path}: the read limit is reached: a manifest must be smaller than "
                                 f"{MAX_MANIFEST_BYTES // (1024 * 1024)} MiB (it has {st.st_size:,} bytes)")
-        data = f.read(MAX_MANIFEST_BYTES)
-        if len(data) >= MAX_MANIFEST_BYTES:
+        try:
+            return read_at_most(f, MAX_MANIFEST_BYTES), _identity(st)
+        except ReadLimitReached:  # it grew since the fstat
             raise ManifestError(f"{path}: the read limit is reached: a manifest must be smaller than "
-                                f"{MAX_MANIFEST_BYTES // (1024 * 1024)} MiB")
-        return data, _identity(st)
+                                f"{MAX_MANIFEST_BYTES // (1024 * 1024)} MiB") from None
 
 
 def _load(path: Path, node: str, cache: ManifestCache | None) -> Pod | ManifestError | None:

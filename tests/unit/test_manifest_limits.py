@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cristack.config.yamlload import YamlError, load
 from fake_kubelet.manifests import MAX_MANIFEST_BYTES, ManifestCache, ManifestError, parse_pod, scan
 from fake_kubelet.podvalidation import TOTAL_ANNOTATION_SIZE_LIMIT_B
-from fake_kubelet.yamlload import YamlError, load
 
 
 def _bomb(levels: int = 9, fan: int = 8) -> bytes:

@@ -1,4 +1,4 @@
-"""Manifest YAML read with the limits the real kubelet's decoder has.
+"""YAML (static pod manifests, the KubeletConfiguration) read with the limits the real kubelet's decoder has.
 
 The kubelet turns a manifest into JSON with sigs.k8s.io/yaml, which decodes with go-yaml v2
 (go.yaml.in/yaml/v2 v2.4.3). go-yaml refuses a document whose alias expansion dominates it
