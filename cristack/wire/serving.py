@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import resource
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 
 from cristack.gcpolicy import tune_for_service
 from cristack.lifeline import stop_on_signals
+from cristack.wire.bounds import oversized_map
 from cristack.wire.endpoints import (
     Endpoint,
     SocketClaim,
@@ -36,10 +37,17 @@ DEFAULT_MAX_CONCURRENT_RPCS = 512
 
 
 class _Undecodable:
-    """Stands in for a request whose bytes are not the message the method takes."""
+    """Stands in for a request whose bytes are not the message the method takes (``bounds``: or whose maps are
+    over the bound, which is checked before anything is decoded)."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, bounds: str = "") -> None:
         self.error = error
+        self.bounds = bounds
+
+    def message(self, method: str) -> str:
+        if self.bounds:
+            return f"{method}: {self.bounds}"
+        return f"{method}: the request is not a valid protobuf message: {self.error}"
 
 
 class _GenericHandlersOnly:
@@ -85,35 +93,53 @@ class HandlerMemo:
 
 class SafeRequests(grpc.aio.ServerInterceptor):
     """Answers bytes that do not decode as the method's request with INVALID_ARGUMENT (grpc
-    itself would answer INTERNAL), before any other interceptor or handler sees them."""
+    itself would answer INTERNAL), and a request whose maps are over ``bounds.MAX_MAP_ENTRIES``
+    likewise without decoding it, before any other interceptor or handler sees them."""
 
     def __init__(self) -> None:
         self._wrapped = HandlerMemo(self._checked)
 
     async def intercept_service(self, continuation, details):  # noqa: ANN001 - grpc's signature
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None or \
+                handler.unary_unary is None and handler.unary_stream is None:
             return handler
         return self._wrapped(handler, details.method)
 
     @staticmethod
     def _checked(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        decode, inner = handler.request_deserializer, handler.unary_unary
+        decode = handler.request_deserializer
+        desc = getattr(getattr(decode, "__self__", None), "DESCRIPTOR", None)  # Message.FromString's class
 
         def safe_decode(data: bytes) -> object:
+            problem = oversized_map(data, desc) if desc is not None else None
+            if problem:
+                return _Undecodable(ValueError(problem), problem)
             try:
                 return decode(data)
             except Exception as err:  # noqa: BLE001 - any decode failure is the caller's
                 return _Undecodable(err)
 
-        async def checked(request: object, context: grpc.aio.ServicerContext) -> object:
-            if isinstance(request, _Undecodable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"{method}: the request is not a valid protobuf message: {request.error}")
-            return await inner(request, context)
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
 
-        return grpc.unary_unary_rpc_method_handler(checked, request_deserializer=safe_decode,
-                                                   response_serializer=handler.response_serializer)
+            async def checked(request: object, context: grpc.aio.ServicerContext) -> object:
+                if isinstance(request, _Undecodable):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message(method))
+                return await inner(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(checked, request_deserializer=safe_decode,
+                                                       response_serializer=handler.response_serializer)
+        streamer = handler.unary_stream
+
+        async def checked_stream(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message(method))
+            async for item in streamer(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(checked_stream, request_deserializer=safe_decode,
+                                                    response_serializer=handler.response_serializer)
 
 
 def raise_fd_limit() -> int:

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
-from tests.conftest import container_config, pod_config, start_crio
+from tests.conftest import container_config, free_port, pod_config, start_crio
 from tests.integration.test_kubelet import containers, manifest, wait_for
 
 
@@ -91,3 +91,26 @@ def test_the_kubelet_deletes_the_logs_of_removed_containers_and_deleted_pods(mak
     path.unlink()
     wait_for("the deleted pod's log directory removed", lambda: not logs.exists(), timeout=30)
     assert not containers(stack, "crashy")
+
+
+def test_container_logs_are_streamed_not_held_whole(make_stack):
+    """/containerLogs serves the CRI log as the kubelet's ReadLogs does (file order, one record at a time,
+    chunked), so a container's 64 MiB log no longer costs the kubelet four times that and a blocked loop."""
+    import http.client
+
+    port = free_port()
+    stack = make_stack()
+    stack.opts.kubelet_config["port"] = port
+    stack.start_runtime()
+    stack.start_kubelet()
+    manifest(stack, "talker", policy="Never", command='["seq", "1", "20000"]')
+    wait_for("the pod's log", lambda: any(
+        p.stat().st_size > 0 for p in stack.pod_logs.glob("default_talker_*/main/0.log")), timeout=30)
+    wait_for("the container exited", lambda: containers(stack, "talker")
+             and containers(stack, "talker")[0].state == pb.CONTAINER_EXITED, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/containerLogs/default/talker/main")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
+    body = resp.read().decode()
+    assert body == "".join(f"{i}\n" for i in range(1, 20001))
