@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 import stat
@@ -32,6 +33,7 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # pkg/kubelet/config/common.go maxConfigLength: file.go reads a manifest with utilio.ReadAtMost, which
 # refuses one that reaches the limit ("the read limit is reached").
 MAX_MANIFEST_BYTES = MAX_CONFIG_BYTES
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
 
 
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")  # Kubernetes' JSON field names are lowerCamelCase
@@ -163,8 +165,11 @@ def _probe(raw: Any, where: str) -> Probe | None:
     for key, default in (("periodSeconds", 10), ("initialDelaySeconds", 0), ("timeoutSeconds", 1),
                          ("failureThreshold", 3)):
         value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ManifestError(f"{where}.{key}: expected a non-negative number")
+        # int32 fields (core/v1 Probe): NaN, infinity or a number out of range is no int32 at all (a NaN here
+        # used to escape as a ValueError that stopped the whole directory's scan).
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not 0 <= value <= INT32_MAX:
+            raise ManifestError(f"{where}.{key}: expected a non-negative number (an int32), got {shown(value)}")
         numbers[key] = value
     return Probe(_strlist(exec_["command"], f"{where}.exec.command"), float(numbers["periodSeconds"]) or 10.0,
                  float(numbers["initialDelaySeconds"]), max(1, int(numbers["timeoutSeconds"])),
@@ -259,8 +264,9 @@ def parse_pod(content: bytes, source: str, node: str = "cristack-node") -> Pod:
         policy = _choice(_str(spec.get("restartPolicy"), "spec.restartPolicy") or "Always", RESTART_POLICIES,
                          "spec.restartPolicy")
         grace = spec.get("terminationGracePeriodSeconds", 30)
-        if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
-            raise ManifestError("spec.terminationGracePeriodSeconds: expected a non-negative integer")
+        if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= INT64_MAX:
+            raise ManifestError("spec.terminationGracePeriodSeconds: expected a non-negative integer (an int64), "
+                                f"got {shown(grace)}")
         return Pod(
             name=name, namespace=namespace, uid=uid or derived_uid(source, content, node),
             containers=containers, init_containers=inits, restart_policy=policy,
@@ -345,6 +351,11 @@ def _load(path: Path, node: str, cache: ManifestCache | None) -> Pod | ManifestE
         return None
     except ManifestError as err:
         result, identity = err, _identity(st)
+    except (ArithmeticError, ValueError, TypeError, RecursionError) as err:
+        # A case parse_pod does not foresee fails this file only, never the scan of the others.
+        log.exception("manifest %s: unexpected error", path)
+        result = ManifestError(f"{path}: cannot be read as a pod: {type(err).__name__}: {cut(str(err), 200)}")
+        identity = _identity(st)
     if cache is not None:
         cache.parses += 1
         cache.store(str(path), identity, result)

@@ -175,3 +175,33 @@ def test_an_alias_is_found_whatever_the_encoding_or_the_spacing() -> None:
     for doc in (BOMB.decode().encode("utf-16"), b"\xef\xbb\xbf" + BOMB, BOMB.replace(b", *", b",*")):
         assert "excessive aliasing" in refusal(doc)
     assert parse_pod(pod(container="name: main, image: b, command: [sh, -c, 'ls *.txt']"), "m.yaml")
+
+
+@pytest.mark.parametrize(("probe", "grace", "field"), [
+    ("failureThreshold: .nan", 30, "livenessProbe.failureThreshold"),
+    ("initialDelaySeconds: .inf", 30, "livenessProbe.initialDelaySeconds"),
+    ("timeoutSeconds: 99999999999999999999999", 30, "livenessProbe.timeoutSeconds"),
+    ("periodSeconds: 10", 10**30, "spec.terminationGracePeriodSeconds"),
+])
+def test_numbers_outside_their_api_type_are_refused(probe: str, grace: int, field: str) -> None:
+    doc = pod(container=f"name: main, image: b, livenessProbe: {{exec: {{command: ['true']}}, {probe}}}",
+              extra=f"  terminationGracePeriodSeconds: {grace}\n")
+    assert field in refusal(doc)
+
+
+def test_one_manifest_that_trips_the_parser_does_not_stop_the_scan(tmp_path: Path, monkeypatch) -> None:
+    import fake_kubelet.manifests as manifests
+
+    real = manifests.parse_pod
+
+    def flaky(content: bytes, source: str, node: str = "n") -> object:
+        if source.endswith("bad.yaml"):
+            raise ZeroDivisionError("a case nobody foresaw")
+        return real(content, source, node)
+
+    monkeypatch.setattr(manifests, "parse_pod", flaky)
+    (tmp_path / "bad.yaml").write_bytes(pod("name: bad"))
+    (tmp_path / "good.yaml").write_bytes(pod("name: good"))
+    pods, errors = scan(tmp_path, "node")
+    assert [p.name for p in pods.values()] == ["good"]
+    assert len(errors) == 1 and "bad.yaml: cannot be read as a pod: ZeroDivisionError" in errors[0]
