@@ -59,3 +59,33 @@ def test_bytes_that_are_not_a_request_on_a_streaming_call_are_invalid_argument(c
     with pytest.raises(grpc.RpcError) as err:
         list(call(b"\xff\xff\xff\xff", timeout=10))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+
+
+def test_an_error_that_echoes_a_huge_field_keeps_its_own_code(crio, tmp_path) -> None:
+    """A status message travels in a trailer the client caps at 16 KiB: an error echoing a 1 MB id used to
+    reach the caller as RESOURCE_EXHAUSTED "Stream removed" instead of NOT_FOUND or INVALID_ARGUMENT."""
+    from cristack.wire.pb.conmon.v1 import conmon_pb2 as cpb
+    from cristack.wire.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
+    from tests.conftest import start_conmon
+
+    big = "x" * 1_000_000
+    rt = crio.runtime()
+    cases = [(rt.ContainerStatus, pb.ContainerStatusRequest(container_id=big), grpc.StatusCode.NOT_FOUND),
+             (crio.images().PullImage, pb.PullImageRequest(image=pb.ImageSpec(image=big)), None),
+             (rt.RunPodSandbox, pb.RunPodSandboxRequest(config=pod_config(), runtime_handler=big), None)]
+    conmon = start_conmon(tmp_path / "conmon")
+    try:
+        channel = grpc.insecure_channel(f"unix://{conmon.socket}")
+        cases.append((cgrpc.ConmonStub(channel).CreateContainer, cpb.CreateContainerRequest(
+            id="a" * 64, command_args=["true"], log_drivers=[cpb.LogDriver(path=big)]),
+            grpc.StatusCode.INVALID_ARGUMENT))
+        for call, request, code in cases:
+            with pytest.raises(grpc.RpcError) as err:
+                call(request, timeout=30)
+            got = err.value
+            assert got.code() != grpc.StatusCode.RESOURCE_EXHAUSTED, got.details()
+            assert code is None or got.code() == code, (got.code(), got.details())
+            assert 0 < len(got.details()) < 1100 and "characters)" in got.details(), got.details()
+        channel.close()
+    finally:
+        conmon.proc.stop()
