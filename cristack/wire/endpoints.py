@@ -193,6 +193,13 @@ class SocketClaim:
                 os.link(self.listen_path, self.path)
             except FileExistsError:
                 raise SocketInUse(self.path, "another server bound it meanwhile") from None
+            except OSError:
+                # A filesystem without hard links: the socket moves to the path itself (grpc will then remove
+                # whatever is there when it stops, as it does for any server bound to the path directly).
+                if os.path.lexists(self.path):
+                    raise SocketInUse(self.path, "another server bound it meanwhile") from None
+                os.rename(self.listen_path, self.path)
+                self.listen_path = self.path
         self._bound = os.open(self.path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
 
     def release(self) -> None:

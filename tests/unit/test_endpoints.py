@@ -84,3 +84,19 @@ def test_a_claim_refuses_a_live_socket_removes_a_stale_one_and_releases_only_its
     assert sock.exists(), "release removes only the socket file this claim bound"
     successor.close()
     claim_unix_socket(sock, private_parent=False).release()  # released: the path is free again
+
+
+def test_without_hard_links_the_socket_moves_to_the_path(tmp_path: Path, monkeypatch) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    sock = tmp_path / "b.sock"
+    claim = claim_unix_socket(sock, private_parent=False)
+    server = _listening(claim.listen_path)
+    monkeypatch.setattr(os, "link", no_links)
+    claim.link()
+    assert claim.listen_path == sock and stat.S_ISSOCK(sock.lstat().st_mode)
+    assert not list(tmp_path.glob(".b.sock.*"))
+    server.close()
+    claim.release()
+    assert not sock.exists()
