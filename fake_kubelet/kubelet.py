@@ -70,7 +70,8 @@ class Kubelet:
         self.deleted: set[str] = set()  # uids of pods whose manifest went away
         self.loops = RuntimeLoops(self.cri, cfg.node_name, provider.get_tracer(KUBERUNTIME_SCOPE),
                                   provider.get_tracer(IMAGES_SCOPE), lambda: set(self.pods), self._removable,
-                                  cfg.pod_logs_dir)
+                                  # --runonce (ours: run to completion, tear down) leaves the logs to its caller
+                                  None if cfg.runonce else cfg.pod_logs_dir)
         self.api = KubeletApi(self.cri, provider.get_tracer(OTELRESTFUL_SCOPE, OTELRESTFUL_VERSION), cfg.node_name,
                               lambda: list(self.views.values()))
         self.cache = StatusCache()

@@ -38,6 +38,7 @@ from cristack.config.durations import parse_duration
 from cristack.config.tomlconf import read_toml
 from cristack.harness import expectations
 from cristack.harness.jaeger import free_ports
+from cristack.harness.keptlogs import KeptLogs
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import Span, SpanStore
 from cristack.harness.stack import Stack, StackOptions, example
@@ -195,6 +196,7 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
     base = Path(tempfile.mkdtemp(prefix=f"cristack-{scenario.name}-"))
     stack = Stack(base, stack_options(scenario, runtime_type, f"127.0.0.1:{grpc_port}"))
     _copy_manifests(scenario, stack.manifests)
+    kept = KeptLogs(stack.pod_logs, base / "kept-logs")  # the kubelet deletes the logs of what it removes
     rc: int | None = None
     forwarder = None
     try:
@@ -210,13 +212,14 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
                 action = pending.pop(0)
                 say(f"  … at {action.at_s:g}s: {action.do} {action.file}".rstrip())
                 sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
+            kept.sweep()
             if scenario.mode == "runonce" and kubelet.popen.poll() is not None:
                 rc = kubelet.popen.returncode
                 break
             time.sleep(0.05)
         for action in pending:  # whatever the runonce finished before
             sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
-        pod_logs = _pod_logs(stack)
+        pod_logs = kept.lines()
         # Every component exports what it holds before it exits, and the sink stores a request before it
         # answers: once they have stopped, their spans are in the store. The agents' last frames went to the
         # forwarder as the VMs stopped (with crio); it exports them before it exits.
@@ -263,16 +266,6 @@ def _act(action: Action, scenario: Scenario, stack: Stack, sink: Sink | None, st
         sink = Sink(store)
         sink.start(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}")
     return sink
-
-
-def _pod_logs(stack: Stack) -> dict[str, list[str]]:
-    from cristack.containers.crilog import read_log
-
-    out: dict[str, list[str]] = {}
-    for log in sorted(stack.pod_logs.glob("*/*/*.log")):
-        key = f"{log.parent.parent.name.split('_')[1]}/{log.parent.name}"
-        out.setdefault(key, []).extend(text for _, text in read_log(log))
-    return out
 
 
 # -- findings: what each exercise is about, checked on the spans

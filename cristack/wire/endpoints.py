@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
 MAX_UNIX_PATH = 107  # sun_path is 108 bytes, with the terminating NUL
+GRPC_MAX_UNIX_PATH = 106  # grpc-core refuses 107 ("Path name should not have more than 107 characters")
 DIR_MODE = 0o700
 
 
@@ -184,7 +185,7 @@ class SocketClaim:
 
     def __post_init__(self) -> None:
         private = _private_name(self.path)
-        self.listen_path = private if len(os.fsencode(private)) <= MAX_UNIX_PATH else self.path
+        self.listen_path = private if len(os.fsencode(private)) <= GRPC_MAX_UNIX_PATH else self.path
 
     def link(self) -> None:
         """Makes ``path`` the socket the server has just bound at ``listen_path``, and records it."""
