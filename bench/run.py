@@ -486,6 +486,13 @@ class Bench:
 
         report(self, "10. Many nodes (`cristack load`): spans per second per node, and the N/R ceiling")
 
+    # 11. The trace sink beside Jaeger (issue 27) ----------------------------------------------------------
+
+    def sink(self) -> None:
+        from bench.sink_bench import report
+
+        report(self, "11. The trace sink beside Jaeger v2 (memory storage), fed the same OTLP/HTTP load")
+
     def close(self) -> None:
         for stack in self.stacks:  # whatever a failed part left running
             stack.stop()
@@ -549,7 +556,7 @@ def main() -> None:
     started, ticks = time.monotonic(), cpu_ticks()
     bench = Bench(args.quick, base)
     parts = args.only or ["rpc_floor", "pod_start", "lifecycle", "throughput", "startup_memory", "growth", "churn",
-                            "hotrod", "load_ceiling"]
+                            "hotrod", "load_ceiling", "sink"]
     try:
         for part in parts:
             getattr(bench, part)()
