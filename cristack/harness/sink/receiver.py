@@ -31,8 +31,10 @@ SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 def _export_handler(store: SpanStore, gate: Gate) -> grpc.GenericRpcHandler:
     """TraceService/Export taking the request's bytes as they came (no deserializer): a message that is not an
-    ExportTraceServiceRequest is INVALID_ARGUMENT, as the Collector answers it, not INTERNAL, as grpc's own
-    deserializer failing would."""
+    ExportTraceServiceRequest is INVALID_ARGUMENT, the code the OTLP specification gives data that cannot be
+    decoded (docs/specification.md, "Failures": not retryable), which the Collector's receiver also answers for
+    permanent errors (receiver/otlpreceiver/internal/trace/otlp.go); grpc's own deserializer failing would say
+    INTERNAL. A busy sink is UNAVAILABLE, the code the specification gives errors worth retrying."""
 
     def export(body: bytes, context: grpc.ServicerContext) -> bytes:
         try:
