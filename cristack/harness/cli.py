@@ -397,7 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grpc", default="127.0.0.1:4317", metavar="HOST:PORT", help="OTLP gRPC (default 127.0.0.1:4317)")
     s.add_argument("--http", default="127.0.0.1:4318", metavar="HOST:PORT",
                    help="OTLP HTTP /v1/traces and the query API (default 127.0.0.1:4318)")
-    s.add_argument("--jsonl", type=Path, metavar="FILE", help="also append every request to FILE as OTLP JSON lines")
+    s.add_argument("--jsonl", type=Path, metavar="FILE",
+                   help="also append every request to FILE as OTLP JSON lines (one per request; a request of more "
+                        "than 1000 spans as several)")
     s.add_argument("--allowed-hosts", type=_names, action="extend", default=[], metavar="NAME[,NAME...]",
                    help="Host names the HTTP listener answers to besides IP addresses, localhost and the --http "
                         "host (others get 403, against DNS rebinding); .example.com allows a domain and its "

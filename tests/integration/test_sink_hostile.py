@@ -423,6 +423,24 @@ def test_a_large_trace_is_answered_whole_a_slice_at_a_time() -> None:
         s.stop()
 
 
+def test_jsonl_writes_a_large_request_as_lines_of_bounded_size(tmp_path: Path) -> None:
+    """--jsonl once turned a whole request into one JSON document (about 20 times its size as objects); a
+    request of more than 1,000 spans now goes as several lines, a small one as one, as before."""
+    from cristack.otel import otlpjson
+
+    path = tmp_path / "spans.jsonl"
+    s = Sink(jsonl=path)
+    url = s.start().http
+    try:
+        assert post(url, request(2500, trace_of=lambda i: i // 100)).status == 200
+        assert post(url, request(3, trace_of=lambda i: 999)).status == 200
+    finally:
+        s.stop()
+    counts = [sum(len(ss.spans) for rs in otlpjson.loads(line).resource_spans for ss in rs.scope_spans)
+              for line in path.read_text().splitlines()]
+    assert counts == [1000, 1000, 500, 3]
+
+
 def test_other_methods_on_the_receiver_are_405(served) -> None:
     answer = http_request(served.addresses.http, "GET", "/v1/traces")
     assert answer.status == 405 and answer.body == b"405 method not allowed, supported: [POST]"

@@ -120,6 +120,7 @@ class SpanStore:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._jsonl = jsonl.open("a", buffering=1) if jsonl is not None else None
+        self._jsonl_lock = threading.Lock()
 
     # Receiving ---------------------------------------------------------------------------------------------
 
@@ -134,12 +135,16 @@ class SpanStore:
             seq = self._seq
             self._seq += 1
         kept = 0
-        for group, pieces in request.chunks():
-            with self._changed:
-                kept += self._store(seq, group, pieces)
-                self._changed.notify_all()
-            if self._jsonl is not None:
-                self._write_jsonl(group, pieces)
+        with self._jsonl_lock:  # a request's lines stay together in the file
+            lines = _JsonLines(self._jsonl) if self._jsonl is not None else None
+            for group, pieces in request.chunks():
+                with self._changed:
+                    kept += self._store(seq, group, pieces)
+                    self._changed.notify_all()
+                if lines is not None:
+                    lines.add(group, pieces)
+            if lines is not None:
+                lines.done()
         return kept
 
     def _store(self, seq: int, group: Group, pieces: list[Piece]) -> int:
@@ -230,19 +235,6 @@ class SpanStore:
                     del self._ops[(op.service, op.name)]
                     self.ops_bytes -= OP_COST + len(op.service) + len(op.name)
                     self.byte_count -= OP_COST + len(op.service) + len(op.name)
-
-    def _write_jsonl(self, group: Group, pieces: list[Piece]) -> None:
-        """The chunk as OTLP JSON lines, as the Collector's file exporter writes requests (one per line)."""
-        assert self._jsonl is not None
-        for at in range(0, len(pieces), JSONL_LINE_SPANS):
-            line = ExportTraceServiceRequest()
-            rs = line.resource_spans.add()
-            rs.MergeFromString(group.resource)
-            ss = rs.scope_spans.add()
-            ss.MergeFromString(group.scope)
-            for piece in pieces[at:at + JSONL_LINE_SPANS]:
-                ss.spans.add().MergeFromString(piece[-1])
-            self._jsonl.write(otlpjson.dumps(line) + "\n")
 
     # Reading -----------------------------------------------------------------------------------------------
 
@@ -381,6 +373,39 @@ class SpanStore:
     def close(self) -> None:
         if self._jsonl is not None:
             self._jsonl.close()
+
+
+class _JsonLines:
+    """A request as OTLP JSON lines, as the Collector's file exporter writes what it receives: one line, or one
+    per JSONL_LINE_SPANS spans for a large request, so that no line needs the whole request as objects."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self._line = ExportTraceServiceRequest()
+        self._spans = 0
+        self._group: Group | None = None
+        self._scope_spans: Any = None
+
+    def add(self, group: Group, pieces: list[Piece]) -> None:
+        for piece in pieces:
+            if self._spans >= JSONL_LINE_SPANS:
+                self._flush()
+            if group is not self._group:
+                rs = self._line.resource_spans.add()
+                rs.MergeFromString(group.resource)
+                self._scope_spans = rs.scope_spans.add()
+                self._scope_spans.MergeFromString(group.scope)
+                self._group = group
+            self._scope_spans.spans.add().MergeFromString(piece[-1])
+            self._spans += 1
+
+    def _flush(self) -> None:
+        self._out.write(otlpjson.dumps(self._line) + "\n")
+        self._line, self._spans, self._group = ExportTraceServiceRequest(), 0, None
+
+    def done(self) -> None:
+        if self._spans:
+            self._flush()
 
 
 def _trace_key(trace_id: str) -> bytes | None:
