@@ -94,6 +94,19 @@ def typical(spans: int, traces: int, seed: int = 0) -> bytes:
     return req.SerializeToString()
 
 
+def wide(spans: int, attributes: int, trace: int = 7) -> bytes:
+    """One trace of spans that are all attributes of a few bytes each: cheap to store, the costliest to show."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.append(_kv("service.name", "wide"))
+    ss = rs.scope_spans.add()
+    for i in range(spans):
+        s = ss.spans.add(trace_id=trace.to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"), name="w")
+        for k in range(attributes):
+            s.attributes.add(key=f"{k:x}")
+    return req.SerializeToString()
+
+
 def gzip_bomb(inflated: int) -> bytes:
     """A gzip body of a few KiB per MiB of zeros that inflates to ``inflated`` bytes."""
     return gzip.compress(b"\0" * inflated, compresslevel=9)

@@ -26,6 +26,7 @@ from bench.sink_load import (
     raw,
     request,
     status_of,
+    wide,
 )
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import SpanStore
@@ -421,6 +422,31 @@ def test_a_large_trace_is_answered_whole_a_slice_at_a_time() -> None:
         assert one["data"][0]["traceID"] == f"{42:032x}" and len(one["data"][0]["spans"]) == 3000
     finally:
         s.stop()
+
+
+def test_a_trace_of_tiny_attributes_is_shown_within_a_values_bound(tmp_path: Path) -> None:
+    """A span of 300 attributes of a few bytes each is 2 KB stored and 60 KB decoded: a trace of them within the
+    store's byte bound once took a real sink 170 MiB to show as a page. A page or summary decodes at most
+    ``max_view_values`` values of a trace and says what it left out; the Jaeger API writes every value, a slice
+    at a time."""
+    from cristack.harness.sink.limits import Limits
+
+    sink = SinkProcess.start(tmp_path)
+    try:
+        body = wide(spans=2500, attributes=300)
+        assert post(sink.http, body).status == 200
+        held = sink.stats()
+        base = sink.rss()
+        page = http_request(sink.http, "GET", f"/trace/{7:032x}")
+        assert page.status == 200 and b"attributes not shown" in page.body
+        assert http_request(sink.http, "GET", "/ui/traces").status == 200
+        answer = json.loads(http_request(sink.http, "GET", f"/api/traces/{7:x}").body)
+        assert len(answer["data"][0]["spans"]) == held["spans"]
+        assert all(len(s["tags"]) == 300 for s in answer["data"][0]["spans"])
+        per_value = 400  # bytes of Python per decoded value, at the most (tag dicts, the page's model)
+        assert sink.peak() - base <= Limits().max_view_values * per_value + len(body)
+    finally:
+        sink.stop()
 
 
 def test_jsonl_writes_a_large_request_as_lines_of_bounded_size(tmp_path: Path) -> None:

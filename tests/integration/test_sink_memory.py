@@ -26,6 +26,7 @@ from bench.sink_load import (
     post,
     request,
     typical,
+    wide,
 )
 from cristack.harness.sink.limits import Limits
 from cristack.harness.sink.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS
@@ -84,9 +85,14 @@ def test_hostile_clients_cannot_take_the_sink_past_twice_its_bound_plus_ten_requ
         gzip_bomb = bomb(1024 * MiB)
         many = [typical(10_000, traces=10_000, seed=n) for n in range(4)]
         jsons = [json_objects(4 * MiB), json_strings(4 * MiB)]
+        wide_trace = 5 * 10**6
+        costly = wide(spans=2500, attributes=300, trace=wide_trace)  # cheap to store, costly to show
 
         def http(body: bytes, **kw: str) -> Callable[[], None]:
             return lambda: outcomes.update([f"http {post(sink.http, body, **kw).status}"])
+
+        def get(path: str) -> Callable[[], None]:
+            return lambda: outcomes.update([f"get {http_request(sink.http, 'GET', path).status}"])
 
         def rpc(body: bytes) -> Callable[[], None]:
             return lambda: outcomes.update([f"grpc {grpc_export(sink.grpc, body).name}"])
@@ -99,6 +105,8 @@ def test_hostile_clients_cannot_take_the_sink_past_twice_its_bound_plus_ten_requ
             [rpc(grpc_max)] * 2, [rpc(grpc_max)] * 2, [rpc(grpc_max)] * 2,
             [http(gzip_bomb, encoding="gzip")] * 3, [http(gzip_bomb, encoding="gzip")] * 3,
             [http(b, kind=JSON) for b in jsons] * 2, [http(b, kind=JSON) for b in jsons] * 2,
+            [http(costly)] + [get(f"/trace/{wide_trace:x}"), get("/ui/traces")] * 3,
+            [get(f"/trace/{wide_trace:x}"), get(f"/api/traces/{wide_trace:x}")] * 3,
         ]
 
         def run(steps: list[Callable[[], None]]) -> None:

@@ -65,7 +65,7 @@ class SinkHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], store: SpanStore, gate: Gate, hosts: AllowedHosts) -> None:
         self.store, self.gate, self.hosts = store, gate, hosts
-        self.summaries = Summaries(store)
+        self.summaries = Summaries(store, gate.limits.max_view_values)
         self._slots = threading.BoundedSemaphore(gate.limits.max_connections)
         super().__init__(address, Handler)
 
@@ -103,6 +103,7 @@ class Handler(BaseHTTPRequestHandler):
         plain, self.rfile = self.rfile, io.BufferedReader(self._reader, 64 * 1024)
         plain.close()
         self.unread_body = False  # set when an answer goes out before the body was read
+        self._answered = False
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("sink http: " + fmt, *args)
@@ -137,11 +138,11 @@ class Handler(BaseHTTPRequestHandler):
         except (TimeoutError, ConnectionError):
             raise
         except Busy as err:
-            if not getattr(self, "_answered", False):
+            if not self._answered:
                 self.respond_text(503, f"the sink is busy ({err}); retry", {"Retry-After": "1"})
         except Exception as err:  # noqa: BLE001 - the last line of defence for one request
             log.warning("sink http: %s %s failed: %s", self.command, clip(self.path, 80), clip(repr(err), 200))
-            if not getattr(self, "_answered", False):
+            if not self._answered:
                 self.respond_text(500, f"internal error: {clip(repr(err), 200)}")
 
     # Reading the body -----------------------------------------------------------------------------------

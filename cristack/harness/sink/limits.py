@@ -30,7 +30,8 @@ class Limits:
     header_timeout: float = 10.0  # from accepting a connection to the end of the request's headers
     body_timeout: float = 30.0  # for the whole body
     write_timeout: float = 30.0  # for each write of an answer
-    busy_wait: float = 10.0  # how long a request waits for room (bytes in flight, the ingest lock) before 503
+    busy_wait: float = 10.0  # how long a request waits for room (bytes in flight, the work lock) before 503
+    max_view_values: int = 100_000  # attribute values, events and items decoded for one trace's page or summary
 
     @property
     def largest_request(self) -> int:
@@ -96,20 +97,23 @@ class Hold:
 
 
 class Gate:
-    """The sink's shared limits: the byte budget, and one lock for ingesting (inflate, decode, store), which is
-    CPU work that would gain nothing from running alongside itself under the GIL and whose transient memory is
-    then one request's, whatever the number of clients."""
+    """The sink's shared limits: the byte budget, and one lock for the work whose transient memory is many
+    times its input (a request inflated, decoded and stored; a slice of an answer or a trace's page rendered):
+    CPU work that gains nothing from running beside itself under the GIL, and whose transient memory is then
+    one piece's, whatever the number of clients."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.budget = Budget(limits.in_flight_bytes)
-        self._ingest = threading.Lock()
+        self._work = threading.Lock()
 
     @contextmanager
-    def ingesting(self) -> Iterator[None]:
-        if not self._ingest.acquire(timeout=self.limits.busy_wait):
-            raise Busy("another request is being stored")
+    def working(self, timeout: float | None = None) -> Iterator[None]:
+        """The work lock, waited for at most ``timeout`` (``busy_wait`` by default); Busy past that."""
+        wait = self.limits.busy_wait if timeout is None else max(0.0, min(timeout, self.limits.busy_wait))
+        if not self._work.acquire(timeout=wait):
+            raise Busy("other requests are being stored or answered")
         try:
             yield
         finally:
-            self._ingest.release()
+            self._work.release()

@@ -7,7 +7,7 @@
   grants.
 - The body is at most ``max_http_body`` bytes, declared (Content-Length, strictly a byte count) or chunked, and
   again once inflated; it must arrive within ``body_timeout``; it waits for room in the sink's byte budget
-  before a byte of it is read, and for the ingest lock before it is inflated and decoded (intake.py).
+  as it arrives, and for the work lock before it is inflated and decoded (intake.py).
 - Refusals are a ``google.rpc.Status`` in the request's encoding, with a message that never quotes more than a
   few dozen characters of the request. Spans the store refuses (their trace is at its bound) are counted in the
   answer's ``partial_success``, as the OTLP specification asks of a server that keeps part of a request.
@@ -55,7 +55,7 @@ def export(h: Handler) -> None:
     try:
         length = declared_length(h)
         with gate.budget.holding(limits.busy_wait) as hold, received(h, length, limits.max_http_body, hold) as body:
-            with gate.ingesting():
+            with gate.working():
                 request = decode(inflate(body, encoding, limits.max_http_body), kind)
                 kept = h.server.store.take(request)
     except Refused as err:

@@ -158,11 +158,11 @@ def _write_trace(h: Handler, trace_id: str, first: bool) -> bool:
         kept, at = piece
         if not spans_written:
             h.write(b'%s{"traceID":"%s","spans":[' % (b"" if first else b",", trace_id.lower().rjust(32, "0").encode()))
-        raw = sum(len(r) for _, r in kept)
-        # A span's JSON is at most about 8 times its encoding (escapes, tag wrappers) plus a fixed part.
-        with gate.budget.hold(8 * raw + 1024 * len(kept), gate.limits.busy_wait):
-            text = ",".join(json.dumps(span_json(decoder(g, r), processes)) for g, r in kept)
-            h.write((b"," if spans_written else b"") + text.encode())
+        with gate.working():  # decoding a slice makes objects many times its size: one slice at a time
+            text = ((b"," if spans_written else b"")
+                    + ",".join(json.dumps(span_json(decoder(g, r), processes)) for g, r in kept).encode())
+        with gate.budget.hold(len(text), gate.limits.busy_wait):  # held while a slow reader takes it
+            h.write(text)
         spans_written += len(kept)
     if not spans_written:
         return False
@@ -198,19 +198,27 @@ def list_rows(h: Handler, params: dict[str, str]) -> None:
         limit = _count(params, "limit", 200, h.server.store.max_traces)
     except BadParameter as err:
         return h.respond(400, json.dumps({"error": str(err)}).encode(), "application/json")
-    _json(h, h.server.summaries.query(service, operation, pod, params.get("standalone") == "1", limit))
+    with h.server.gate.working():  # summaries decode the traces that changed
+        rows = json.dumps(h.server.summaries.query(service, operation, pod, params.get("standalone") == "1",
+                                                   limit)).encode()
+    _send_held(h, 200, rows, "application/json")
 
 
 def trace_view(h: Handler, _params: dict[str, str], trace_id: str) -> None:
     store, gate = h.server.store, h.server.gate
-    # The page holds the trace's spans, their layout and its HTML at once: about 16 times what they cost stored.
-    with gate.budget.hold(16 * store.size(trace_id), gate.limits.busy_wait):
-        spans = store.trace(trace_id)
-        if not spans:
-            return h.respond(404, missing_page(trace_id).encode(), PAGE)
-        page = trace_page(spans).encode()
+    with gate.working():  # the page holds the trace's spans, their layout and its HTML at once
+        spans = store.trace(trace_id, max_values=gate.limits.max_view_values)
+        page = trace_page(spans).encode() if spans else b""
         del spans
-        h.respond(200, page, PAGE)
+    if not page:
+        return h.respond(404, missing_page(trace_id).encode(), PAGE)
+    _send_held(h, 200, page, PAGE)
+
+
+def _send_held(h: Handler, code: int, body: bytes, kind: str) -> None:
+    """An answer written with its size held in the byte budget, for as long as a slow reader takes it."""
+    with h.server.gate.budget.hold(len(body), h.server.gate.limits.busy_wait):
+        h.respond(code, body, kind)
 
 
 ROUTES = {"/api/services": services, "/api/traces": traces, "/api/sink/stats": stats, "/healthz": healthz,

@@ -37,8 +37,8 @@ def _export_handler(store: SpanStore, gate: Gate) -> grpc.GenericRpcHandler:
     INTERNAL. A busy sink is UNAVAILABLE, the code the specification gives errors worth retrying."""
 
     def export(body: bytes, context: grpc.ServicerContext) -> bytes:
-        try:
-            with gate.ingesting():
+        try:  # no longer than the client waits: a request stored after it gave up would be sent again
+            with gate.working(context.time_remaining()):
                 request = decode(body, PROTOBUF)
                 del body
                 kept = store.take(request)

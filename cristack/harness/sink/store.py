@@ -33,7 +33,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 
 from cristack.harness.sink.intake import Group, Piece, Request
-from cristack.harness.sink.spans import KINDS, STATUS, Event, Span, attributes, decode, flatten, kv  # noqa: F401
+from cristack.harness.sink.spans import (  # noqa: F401 - Event, flatten and kv are imported from here too
+    KINDS,
+    STATUS,
+    Event,
+    Span,
+    Values,
+    attributes,
+    decode,
+    flatten,
+    kv,
+)
 from cristack.otel import otlpjson
 
 DEFAULT_MAX_TRACES = 10_000
@@ -250,12 +260,14 @@ class SpanStore:
             kept = [run for trace in self._traces.values() for run in trace.runs]
         return list(_decoded(kept))
 
-    def trace(self, trace_id: str) -> list[Span]:
+    def trace(self, trace_id: str, max_values: int | None = None) -> list[Span]:
+        """A held trace's spans, decoded ([] when it is not held); with ``max_values``, at most that many
+        attribute values, events and items in all (spans.Values), for views of traces from anyone."""
         key = _trace_key(trace_id)
         with self._lock:
             trace = self._traces.get(key) if key is not None else None
             runs = list(trace.runs) if trace is not None else []
-        return list(_decoded(runs))
+        return list(_decoded(runs, Decoder(max_values)))
 
     def trace_ids(self) -> list[str]:
         """Held traces, least recently updated first."""
@@ -419,11 +431,13 @@ def _trace_key(trace_id: str) -> bytes | None:
 
 
 class Decoder:
-    """Kept spans back into Spans, each resource and scope decoded once."""
+    """Kept spans back into Spans, each resource and scope decoded once; with ``max_values``, at most that many
+    values in all (spans.Values)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_values: int | None = None) -> None:
         self._resources: dict[bytes, dict[str, Any]] = {}
         self._scopes: dict[bytes, str] = {}
+        self._values = Values(max_values)
 
     def __call__(self, group: Group, raw: bytes) -> Span:
         res = self._resources.get(group.resource)
@@ -433,11 +447,11 @@ class Decoder:
         scope = self._scopes.get(group.scope)
         if scope is None:
             scope = self._scopes[group.scope] = ScopeSpans.FromString(group.scope).scope.name
-        return decode(raw, res, scope)
+        return decode(raw, res, scope, self._values)
 
 
-def _decoded(runs: Iterable[_Run]) -> Iterator[Span]:
-    decoder = Decoder()
+def _decoded(runs: Iterable[_Run], decoder: Decoder | None = None) -> Iterator[Span]:
+    decoder = decoder or Decoder()
     for run in runs:
         for raw in run.spans:
             yield decoder(run.group, raw)

@@ -56,8 +56,9 @@ def summarize(spans: list[Span]) -> TraceSummary:
 class Summaries:
     """Trace summaries, recomputed only for traces that got new spans since they were last asked for."""
 
-    def __init__(self, store: SpanStore) -> None:
+    def __init__(self, store: SpanStore, max_values: int | None = None) -> None:
         self.store = store
+        self.max_values = max_values  # values decoded per trace (spans.Values), for traces from anyone
         self._cache: dict[str, tuple[int, TraceSummary]] = {}
         self._lock = threading.Lock()
 
@@ -75,7 +76,7 @@ class Summaries:
                     continue
                 cached = self._cache.get(trace_id)
                 if cached is None or cached[0] != count:
-                    spans = self.store.trace(trace_id)
+                    spans = self.store.trace(trace_id, self.max_values)
                     if not spans:
                         continue
                     cached = self._cache[trace_id] = (count, summarize(spans))
