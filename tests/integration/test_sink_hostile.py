@@ -429,8 +429,6 @@ def test_a_trace_of_tiny_attributes_is_shown_within_a_values_bound(tmp_path: Pat
     store's byte bound once took a real sink 170 MiB to show as a page. A page or summary decodes at most
     ``max_view_values`` values of a trace and says what it left out; the Jaeger API writes every value, a slice
     at a time."""
-    from cristack.harness.sink.limits import Limits
-
     sink = SinkProcess.start(tmp_path)
     try:
         body = wide(spans=2500, attributes=300)
@@ -443,6 +441,8 @@ def test_a_trace_of_tiny_attributes_is_shown_within_a_values_bound(tmp_path: Pat
         answer = json.loads(http_request(sink.http, "GET", f"/api/traces/{7:x}").body)
         assert len(answer["data"][0]["spans"]) == held["spans"]
         assert all(len(s["tags"]) == 300 for s in answer["data"][0]["spans"])
+        from cristack.harness.sink.limits import Limits
+
         per_value = 400  # bytes of Python per decoded value, at the most (tag dicts, the page's model)
         assert sink.peak() - base <= Limits().max_view_values * per_value + len(body)
     finally:
