@@ -88,14 +88,34 @@ def test_hostile_clients_cannot_take_the_sink_past_twice_its_bound_plus_ten_requ
         wide_trace = 5 * 10**6
         costly = wide(spans=2500, attributes=300, trace=wide_trace)  # cheap to store, costly to show
 
+        def retried(label: str, send: Callable[[], object], busy: set) -> Callable[[], None]:
+            """What an OTLP client does: a busy sink (503, UNAVAILABLE, or a connection it cut while refusing
+            to read a body it had no room for) is asked again, so that every attack reaches the sink however
+            loaded the machine is."""
+            def step() -> None:
+                result: object = "gave up"
+                for _ in range(60):
+                    try:
+                        result = send()
+                    except OSError as err:
+                        result = type(err).__name__
+                    else:
+                        if result not in busy:
+                            break
+                    outcomes["retried"] += 1
+                    time.sleep(0.5)
+                outcomes[f"{label} {getattr(result, 'name', result)}"] += 1
+            return step
+
         def http(body: bytes, **kw: str) -> Callable[[], None]:
-            return lambda: outcomes.update([f"http {post(sink.http, body, **kw).status}"])
+            return retried("http", lambda: post(sink.http, body, **kw).status, {503})
 
         def get(path: str) -> Callable[[], None]:
-            return lambda: outcomes.update([f"get {http_request(sink.http, 'GET', path).status}"])
+            return retried("get", lambda: http_request(sink.http, "GET", path).status, {503})
 
         def rpc(body: bytes) -> Callable[[], None]:
-            return lambda: outcomes.update([f"grpc {grpc_export(sink.grpc, body).name}"])
+            return retried("grpc", lambda: grpc_export(sink.grpc, body),
+                           {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
         attacks: list[list[Callable[[], None]]] = [
             [http(b) for b in many * 3],  # many traces: 120,000 spans in 40,000 traces, past every store bound
@@ -133,8 +153,7 @@ def test_hostile_clients_cannot_take_the_sink_past_twice_its_bound_plus_ten_requ
         assert peak <= allowed, (f"peak RSS {peak / MiB:.0f} MiB: over the idle {idle / MiB:.0f} MiB + 2 × "
                                  f"{DEFAULT_MAX_BYTES / MiB:.0f} MiB + 10 × {limits.largest_request / MiB:.0f} MiB "
                                  f"= {allowed / MiB:.0f} MiB; {dict(outcomes)}")
-        assert outcomes["http 200"] > 0 and outcomes["grpc OK"] > 0, outcomes
-        assert outcomes["http 413"] >= 8, "the bombs and the JSON past its object limit are refused"
+        assert outcomes["grpc OK"] == 6 and outcomes["http 413"] >= 10, outcomes  # 6 bombs, 4 JSON past its limit
         stats = sink.stats()
         assert stats["spans"] <= DEFAULT_MAX_SPANS and stats["bytes"] <= DEFAULT_MAX_BYTES
         assert stats["dropped_traces"] > 0 and stats["refused_spans"] > 0
