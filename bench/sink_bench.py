@@ -19,12 +19,14 @@ from pathlib import Path
 
 from bench.report import Row
 from bench.sink_load import SinkProcess, filling, post, proc_status, typical
+from bench.stats import p50
 from cristack.harness.jaeger import jaeger_binary, start_jaeger
 
 MiB = 2**20
 SPANS = 100_000
 BATCH = 512
 CLIENTS = 4
+FEEDS = 3
 REQUEST = 16 * MiB  # under both receivers' 20 MiB
 
 
@@ -124,15 +126,21 @@ def report(bench, section: str) -> None:  # noqa: ANN001 - bench.run.Bench (run 
                 receiver.stop()
             rows.setdefault(f"peak RSS per MiB of one {len(body) / MiB:.0f} MiB request, {label}", {})[
                 receiver.name] = f"{per_mib:.1f} MiB"
-        receiver = start(base)
-        try:
-            rate, per_span, peak_per_span, client_cpu = feed(receiver, batches)
-        finally:
-            receiver.stop()
-        rows.setdefault(f"ingest, {SPANS:,} CRI-call spans in batches of {BATCH} from {CLIENTS} clients", {})[
-            receiver.name] = f"{rate:,.0f} spans/s (the clients used {client_cpu:.0%} of a core)"
-        rows.setdefault("RSS per span held after that (peak)", {})[receiver.name] = (
-            f"{per_span:.0f} B ({peak_per_span:.0f} B)")
+    feeds: dict[str, list[tuple[float, float, float, float]]] = {}
+    for _ in range(FEEDS):  # interleaved: the machine's load changes from minute to minute
+        for start in (_sink, _jaeger):
+            receiver = start(base)
+            try:
+                feeds.setdefault(receiver.name, []).append(feed(receiver, batches))
+            finally:
+                receiver.stop()
+    for name, runs in feeds.items():
+        rate, per_span, peak_per_span, client_cpu = (p50([r[i] for r in runs]) for i in range(4))
+        rows.setdefault(f"ingest, {SPANS:,} CRI-call spans in batches of {BATCH} from {CLIENTS} clients "
+                        f"(p50 of {FEEDS} runs)", {})[name] = (
+            f"{rate:,.0f} spans/s (runs {', '.join(f'{r[0]:,.0f}' for r in runs)}; the clients used "
+            f"{client_cpu:.0%} of a core)")
+        rows.setdefault("RSS per span held after that (peak)", {})[name] = f"{per_span:.0f} B ({peak_per_span:.0f} B)"
     notes = {
         0: "VmHWM over the idle process's RSS, per MiB of body; what it keeps of the request is part of it "
            "(the sink keeps at most 100,000 spans by default, Jaeger every span)",
