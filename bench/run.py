@@ -494,6 +494,13 @@ class Bench:
 
         report(self, "11. A fleet from one process (`cristack fleet`) beside telemetrygen and a live node")
 
+    # 12. The trace sink beside Jaeger (issue 27) ----------------------------------------------------------
+
+    def sink(self) -> None:
+        from bench.sink_bench import report
+
+        report(self, "12. The trace sink beside Jaeger v2 (memory storage), fed the same OTLP/HTTP load")
+
     def close(self) -> None:
         for stack in self.stacks:  # whatever a failed part left running
             stack.stop()
@@ -557,7 +564,7 @@ def main() -> None:
     started, ticks = time.monotonic(), cpu_ticks()
     bench = Bench(args.quick, base)
     parts = args.only or ["rpc_floor", "pod_start", "lifecycle", "throughput", "startup_memory", "growth", "churn",
-                            "hotrod", "load_ceiling", "fleet"]
+                            "hotrod", "load_ceiling", "fleet", "sink"]
     try:
         for part in parts:
             getattr(bench, part)()

@@ -41,6 +41,14 @@ def _size(text: str) -> int:
     return value
 
 
+def _names(text: str) -> list[str]:
+    """A comma-separated list of host names."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one name")
+    return names
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -63,7 +71,8 @@ def _bounds(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-spans", type=_count, default=DEFAULT_MAX_SPANS, metavar="N",
                    help=f"the sink keeps at most N spans; the oldest traces go first (default {DEFAULT_MAX_SPANS})")
     p.add_argument("--max-bytes", type=_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
-                   help=f"... and at most SIZE of them, OTLP-encoded (default {DEFAULT_MAX_BYTES // 2**20}MiB); "
+                   help=f"... and at most SIZE of memory for them: their OTLP encoding and the objects that hold it "
+                        f"(default {DEFAULT_MAX_BYTES // 2**20}MiB); one trace keeps at most 10000 spans and 5MB; "
                         "/api/sink/stats counts what was dropped")
 
 
@@ -178,7 +187,7 @@ def up(args: argparse.Namespace) -> int:
 def sink(args: argparse.Namespace) -> int:
     from cristack.harness.sink.receiver import Sink
 
-    s = Sink(_store(args))
+    s = Sink(_store(args), allowed_hosts=args.allowed_hosts)
     try:
         addrs = s.start(args.grpc, args.http)
     except (OSError, ValueError) as err:
@@ -487,7 +496,13 @@ def _add_sink_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--grpc", default="127.0.0.1:4317", metavar="HOST:PORT", help="OTLP gRPC (default 127.0.0.1:4317)")
     s.add_argument("--http", default="127.0.0.1:4318", metavar="HOST:PORT",
                    help="OTLP HTTP /v1/traces and the query API (default 127.0.0.1:4318)")
-    s.add_argument("--jsonl", type=Path, metavar="FILE", help="also append every request to FILE as OTLP JSON lines")
+    s.add_argument("--jsonl", type=Path, metavar="FILE",
+                   help="also append every request to FILE as OTLP JSON lines (one per request; a request of more "
+                        "than 1000 spans as several)")
+    s.add_argument("--allowed-hosts", type=_names, action="extend", default=[], metavar="NAME[,NAME...]",
+                   help="Host names the HTTP listener answers to besides IP addresses, localhost and the --http "
+                        "host (others get 403, against DNS rebinding); .example.com allows a domain and its "
+                        "subdomains, '*' any name. For a sink reached by name, e.g. a Service in a cluster")
     _bounds(s)
     s.set_defaults(func=sink)
     h = sub.add_parser("health", help="exit 0 when an endpoint serves (for container healthchecks)")

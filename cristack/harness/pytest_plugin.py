@@ -162,9 +162,9 @@ def trace_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         writer = FileExportWriter(file)
 
         class _FileStore(SpanStore):
-            def add(self, req) -> int:  # noqa: ANN001 - an ExportTraceServiceRequest
-                writer.write(req)
-                return 0
+            def take(self, request) -> int:  # noqa: ANN001 - a checked intake.Request, as the receivers hand it over
+                writer.write(request.message())
+                return request.count
 
         sink = Sink(_FileStore())
         yield FileBackend(file, otlp_endpoint=sink.start().otlp_endpoint)

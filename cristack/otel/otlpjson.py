@@ -8,6 +8,10 @@
 
 ``google.protobuf.json_format`` gets the first two wrong on its own, so this module moves the ids between
 hex and base64 around it. Other ``bytes`` (an attribute's ``bytesValue``) stay base64, as the spec says.
+
+A document nested deeper than ``MAX_DEPTH`` objects and arrays is refused before ``json_format`` reads it:
+its reader recurses in Python a few frames per level and would raise RecursionError; upb, which reads the
+protobuf encoding, likewise stops at 100 nested messages.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from typing import Any
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from cristack.wording import cut
+
 # Only message fields carry these keys: attribute keys live in "key" values, never as JSON object keys.
 ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
+# Objects and arrays inside one another: a kvlist attribute 20 deep in a span is about 90.
+MAX_DEPTH = 100
 
 
 class OtlpJsonError(ValueError):
@@ -32,12 +40,14 @@ class OtlpJsonError(ValueError):
         self.value = value
 
 
-def _walk(node: Any, convert) -> Any:  # noqa: ANN001 - convert: (key, str) -> str
+def _walk(node: Any, convert, depth: int = 1) -> Any:  # noqa: ANN001 - convert: (key, str) -> str
+    if isinstance(node, (dict, list)) and depth > MAX_DEPTH:
+        raise OtlpJsonError(f"objects and arrays nested more than {MAX_DEPTH} deep")
     if isinstance(node, dict):
-        return {k: convert(k, v) if k in ID_KEYS and isinstance(v, str) else _walk(v, convert)
+        return {k: convert(k, v) if k in ID_KEYS and isinstance(v, str) else _walk(v, convert, depth + 1)
                 for k, v in node.items()}
     if isinstance(node, list):
-        return [_walk(x, convert) for x in node]
+        return [_walk(x, convert, depth + 1) for x in node]
     return node
 
 
@@ -49,7 +59,8 @@ def _from_hex(key: str, value: str) -> str:
     try:
         raw = bytes.fromhex(value)
     except ValueError:
-        raise OtlpJsonError(f"{key} {value!r} is not a hex string (OTLP/JSON writes ids in hex)", value) from None
+        raise OtlpJsonError(f"{key} {cut(value, 40)!r} is not a hex string (OTLP/JSON writes ids in hex)",
+                            value) from None
     return base64.b64encode(raw).decode()
 
 
@@ -73,8 +84,8 @@ def from_dict(data: Any) -> ExportTraceServiceRequest:
         raise OtlpJsonError(f"expected a JSON object with resourceSpans, found {type(data).__name__}")
     try:
         return json_format.ParseDict(_walk(data, _from_hex), ExportTraceServiceRequest(), ignore_unknown_fields=True)
-    except json_format.ParseError as err:
-        raise OtlpJsonError(str(err)) from None
+    except json_format.ParseError as err:  # its messages quote the value they could not read
+        raise OtlpJsonError(cut(str(err), 300)) from None
 
 
 def loads(text: str | bytes) -> ExportTraceServiceRequest:
@@ -82,6 +93,8 @@ def loads(text: str | bytes) -> ExportTraceServiceRequest:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise OtlpJsonError(f"not JSON: {err}") from None
+        raise OtlpJsonError(f"not JSON: {cut(str(err), 200)}") from None
+    except RecursionError:  # the decoder's own guard, far past MAX_DEPTH
+        raise OtlpJsonError(f"objects and arrays nested more than {MAX_DEPTH} deep") from None
     return from_dict(data)
 

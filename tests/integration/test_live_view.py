@@ -71,7 +71,7 @@ def test_live_view_lists_traces_and_shows_a_pods_waterfall(tmp_path: Path, sink,
                 arrived.set()
                 sink.store.add(error_trace())
 
-    logger = logging.getLogger("cristack.harness.sink.receiver")
+    logger = logging.getLogger("cristack.harness.sink.httpserver")  # where each request is logged
     hook, level = AfterFirstPoll(), logger.level
     logger.addHandler(hook)
     logger.setLevel(logging.DEBUG)

@@ -205,7 +205,10 @@ def test_sink_bounds_spans_and_bytes_and_counts_what_it_dropped() -> None:
     assert len(flatten(store.export_request())) == 30, "the kept requests are trimmed too"
     assert store.trace_ids()[0] == (70).to_bytes(16, "big").hex()
 
-    one = request("x", "s").ByteSize()
+    # What one trace of one span costs the store (its encoding and the objects that hold it).
+    single = SpanStore()
+    single.add(request("x", "s"))
+    one = single.stats().bytes
     store = SpanStore(max_bytes=10 * one)
     for i in range(40):
         store.add(request("x", "s", i.to_bytes(16, "big")))

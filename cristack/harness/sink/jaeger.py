@@ -22,36 +22,51 @@ def tag(key: str, value: Any) -> dict[str, Any]:
     return {"key": key, "type": "string", "value": value if isinstance(value, str) else str(value)}
 
 
-def trace_json(spans: list[Span]) -> dict[str, Any]:
-    """One trace in Jaeger's JSON shape."""
-    processes: dict[str, dict[str, Any]] = {}
-    pids: dict[tuple, str] = {}
-    out = []
-    for s in sorted(spans, key=lambda x: x.start):
+class Processes:
+    """Jaeger's ``processes`` of one trace: a ``pN`` id for each distinct service and resource, in the order they
+    first appear."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple, str] = {}
+        self.json: dict[str, dict[str, Any]] = {}
+
+    def id_of(self, s: Span) -> str:
         key = (s.service, tuple(sorted((k, str(v)) for k, v in s.resource.items())))
-        if key not in pids:
-            pids[key] = f"p{len(pids) + 1}"
-            processes[pids[key]] = {"serviceName": s.service, "tags": [
+        pid = self.ids.get(key)
+        if pid is None:
+            pid = self.ids[key] = f"p{len(self.ids) + 1}"
+            self.json[pid] = {"serviceName": s.service, "tags": [
                 tag(k, v) for k, v in sorted(s.resource.items()) if k != "service.name"]}
-        tags = [tag(k, v) for k, v in s.attributes.items()]
-        if s.kind in KIND_TAG:
-            tags.append(tag("span.kind", KIND_TAG[s.kind]))
-        if s.scope:
-            tags.append(tag("otel.scope.name", s.scope))
-        if s.status == "ERROR":
-            tags += [tag("otel.status_code", "ERROR"), tag("error", True)]
-            if s.status_message:
-                tags.append(tag("otel.status_description", s.status_message))
-        refs = [{"refType": "CHILD_OF", "traceID": s.trace_id, "spanID": s.parent_span_id}] if s.parent_span_id else []
-        out.append({
-            "traceID": s.trace_id, "spanID": s.span_id, "operationName": s.name, "references": refs,
-            "startTime": s.start // 1000, "duration": s.duration_ns // 1000, "tags": tags,
-            "logs": [{"timestamp": e.time // 1000, "fields": [tag("event", e.name)] +
-                      [tag(k, v) for k, v in e.attributes.items()]} for e in s.events],
-            "processID": pids[key], "warnings": None,
-        })
+        return pid
+
+
+def span_json(s: Span, processes: Processes) -> dict[str, Any]:
+    """One span in Jaeger's JSON shape."""
+    tags = [tag(k, v) for k, v in s.attributes.items()]
+    if s.kind in KIND_TAG:
+        tags.append(tag("span.kind", KIND_TAG[s.kind]))
+    if s.scope:
+        tags.append(tag("otel.scope.name", s.scope))
+    if s.status == "ERROR":
+        tags += [tag("otel.status_code", "ERROR"), tag("error", True)]
+        if s.status_message:
+            tags.append(tag("otel.status_description", s.status_message))
+    refs = [{"refType": "CHILD_OF", "traceID": s.trace_id, "spanID": s.parent_span_id}] if s.parent_span_id else []
+    return {
+        "traceID": s.trace_id, "spanID": s.span_id, "operationName": s.name, "references": refs,
+        "startTime": s.start // 1000, "duration": s.duration_ns // 1000, "tags": tags,
+        "logs": [{"timestamp": e.time // 1000, "fields": [tag("event", e.name)] +
+                  [tag(k, v) for k, v in e.attributes.items()]} for e in s.events],
+        "processID": processes.id_of(s), "warnings": None,
+    }
+
+
+def trace_json(spans: list[Span]) -> dict[str, Any]:
+    """One trace in Jaeger's JSON shape, its spans by start time."""
+    processes = Processes()
+    out = [span_json(s, processes) for s in sorted(spans, key=lambda x: x.start)]
     trace_id = spans[0].trace_id if spans else ""
-    return {"traceID": trace_id, "spans": out, "processes": processes, "warnings": None}
+    return {"traceID": trace_id, "spans": out, "processes": processes.json, "warnings": None}
 
 
 def envelope(data: Any) -> dict[str, Any]:

@@ -56,41 +56,45 @@ def summarize(spans: list[Span]) -> TraceSummary:
 class Summaries:
     """Trace summaries, recomputed only for traces that got new spans since they were last asked for."""
 
-    def __init__(self, store: SpanStore) -> None:
+    def __init__(self, store: SpanStore, max_values: int | None = None) -> None:
         self.store = store
+        self.max_values = max_values  # values decoded per trace (spans.Values), for traces from anyone
         self._cache: dict[str, tuple[int, TraceSummary]] = {}
         self._lock = threading.Lock()
 
     def query(self, service: str = "", operation: str = "", pod: str = "", standalone: bool = False,
               limit: int = 200) -> dict[str, Any]:
         """Newest first: traces with a span of ``service``, a span name containing ``operation`` and a pod
-        containing ``pod`` (case-insensitive); kubelet's standalone CRI calls only when asked."""
+        containing ``pod`` (case-insensitive); kubelet's standalone CRI calls only when asked. A trace is decoded
+        only when it got spans since its summary was made; span names come from the store's index."""
         ids = self.store.trace_ids()
         rows = []
         with self._lock:
             for trace_id in ids:
-                spans = self.store.trace(trace_id)
-                if not spans:
+                count, names = self.store.names(trace_id)
+                if not count:
                     continue
                 cached = self._cache.get(trace_id)
-                if cached is None or cached[0] != len(spans):
-                    cached = (len(spans), summarize(spans))
-                    self._cache[trace_id] = cached
-                rows.append((cached[1], spans))
+                if cached is None or cached[0] != count:
+                    spans = self.store.trace(trace_id, self.max_values)
+                    if not spans:
+                        continue
+                    cached = self._cache[trace_id] = (count, summarize(spans))
+                rows.append((cached[1], names))
             for gone in set(self._cache) - set(ids):
                 del self._cache[gone]
         services = sorted({svc for row, _ in rows for svc in row.services})
         op, pod = operation.lower(), pod.lower()
         out = []
-        for row, spans in sorted(rows, key=lambda r: r[0].start, reverse=True):
+        for row, names in sorted(rows, key=lambda r: r[0].start, reverse=True):
             if (row.standalone and not standalone) or (service and service not in row.services):
                 continue
             if pod and pod not in row.pod.lower():
                 continue
-            if op and not any(op in s.name.lower() for s in spans):
+            if op and not any(op in name.lower() for name in names):
                 continue
             out.append(asdict(row))
-            if limit and len(out) >= limit:
+            if len(out) >= limit:
                 break
         return {"traces": out, "services": services, "total": len(rows)}
 
