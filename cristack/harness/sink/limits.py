@@ -25,7 +25,10 @@ class Limits:
     max_grpc_message: int = MAX_GRPC_MESSAGE
     max_connections: int = 64  # HTTP connections served at once, one thread each; more get 503 at once
     grpc_workers: int = 4
-    max_concurrent_rpcs: int = 8  # gRPC calls accepted at once, each holding its message (RESOURCE_EXHAUSTED past it)
+    # gRPC calls accepted at once (RESOURCE_EXHAUSTED past it); each holds its message, up to 4 MiB, while it waits
+    # for a worker. Components export small batches, but many at the same moment (kubelet, runtime, monitor, shim
+    # on each of several nodes, a starved sink catching up): a cap of 8 lost their spans on a loaded machine.
+    max_concurrent_rpcs: int = 32
     in_flight_bytes: int = 2 * MAX_HTTP_BODY  # request bodies read and answers being written, all connections
     header_timeout: float = 10.0  # from accepting a connection to the end of the request's headers
     body_timeout: float = 30.0  # for the whole body
