@@ -249,7 +249,7 @@ class Expected:
 
     def missing(self, spans: Sequence[Span]) -> list[str]:
         """What ``spans`` still lacks, one line each (empty: complete)."""
-        have = {(s.service, s.name) for s in spans}
+        have = {(expectations.role(s.service), s.name) for s in spans}
         out = []
         for e in self.edges:
             for service, name in ((e.parent_service, e.parent), (e.child_service, e.child)):
@@ -268,7 +268,8 @@ class Expected:
 
 
 def pod_start(runtime_type: str = "pod") -> Expected:
-    """Every span and edge ``cristack.harness.expectations`` says a pod start has for this runtime type."""
+    """Every span and edge ``cristack.harness.expectations`` says a pod start has for this shape: CRI-O's runtime
+    type (``pod``, ``oci``) or ``containerd`` (``expectations.shape(runtime, runtime_type)``)."""
     return Expected(edges=tuple(expectations.expected(runtime_type)), name=f"pod start ({runtime_type})")
 
 
