@@ -118,7 +118,8 @@ def _env_context(prog: str):  # noqa: ANN202 - an EnvContext
 
 def demo(args: argparse.Namespace) -> int:
     from cristack.harness import scenarios
-    from cristack.harness.demo import DemoOptions, run_demo, run_scenarios
+    from cristack.harness.demo import DemoOptions, run_demo
+    from cristack.harness.demo_scenarios import run_scenarios
 
     opts = DemoOptions(pods=[Path(p) for p in args.pod], runtime_type=args.runtime_type,
                        otlp_endpoint=args.otlp_endpoint, json_out=args.json, html_out=args.html, keep=args.keep,

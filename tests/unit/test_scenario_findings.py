@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from cristack.harness import demo, scenarios
+from cristack.harness import demo, demo_scenarios, scenarios
 from cristack.harness.sink.store import SpanStore
 from cristack.wire.errors import ConfigError
 
@@ -69,7 +69,7 @@ def test_demo_says_unchecked_for_a_scenario_without_a_finding(tmp_path: Path, mo
     # No stack: an empty run stands in, the report of the finding is the point.
     monkeypatch.setattr(scenarios, "run", lambda scenario, rt, say: scenarios.Run(scenario, rt, SpanStore(), {}, 0))
     console = Console(width=80, record=True)
-    rc = demo.run_scenarios(["brand-new", "seen"], demo.DemoOptions(), console)
+    rc = demo_scenarios.run_scenarios(["brand-new", "seen"], demo.DemoOptions(), console)
     lines = console.export_text().splitlines()
     assert rc == 1
     assert lines[0].split(None, 2)[:2] == ["UNCHECKED", "brand-new"] and "no finding.py" in lines[0]
