@@ -1,9 +1,9 @@
 """``cristack demo``: the whole story in one command, no Docker needed.
 
-Starts the embedded sink (or uses ``--otlp-endpoint``), fake-conmon, fake-crio and
-fake-kubelet from the shipped example configs in a private temp dir, runs the pod manifests
-with ``--runonce`` while showing progress, prints the containers' output and each pod's
-``syncPod`` trace as a tree with a waterfall, and stops everything.
+Starts the embedded sink (or uses ``--otlp-endpoint``), the node's runtime (fake-crio and fake-conmon, or with
+``--runtime containerd`` fake-containerd, which starts a shim per pod) and fake-kubelet from the shipped example
+configs in a private temp dir, runs the pod manifests with ``--runonce`` while showing progress, prints the
+containers' output and each pod's ``syncPod`` trace as a tree with a waterfall, and stops everything.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from fake_kubelet.manifests import ManifestError, parse_pod
 @dataclass
 class DemoOptions:
     pods: list[Path] = field(default_factory=list)
-    runtime_type: str = "pod"
+    runtimes: tuple[str, ...] = ("crio",)  # one for every node, or several dealt across --nodes N round-robin
+    runtime_type: str = "pod"  # CRI-O's
     otlp_endpoint: str | None = None
     json_out: Path | None = None
     html_out: Path | None = None
@@ -129,11 +130,16 @@ def summary_line(store: SpanStore, shown: set[str]) -> str:
     return "also traced: " + ", ".join(parts) if parts else ""
 
 
-def wait_complete(store: SpanStore, pods: int, runtime_type: str, timeout: float) -> None:
+def wait_complete(store: SpanStore, pods: int, shapes: str | set[str], timeout: float) -> None:
     """Waits (at most ``timeout`` seconds) until ``pods`` start traces each hold every span and edge a pod start
-    has (cristack.harness.expectations): completeness by shape, not by a quiet moment."""
-    shape = pod_start(runtime_type)
-    store.wait(lambda st: len(traces := start_traces(st)) >= pods and not any(map(shape.missing, traces)), timeout)
+    of one of ``shapes`` has (cristack.harness.expectations: pod, oci, containerd): completeness by shape, not by a
+    quiet moment."""
+    wanted = [pod_start(s) for s in ({shapes} if isinstance(shapes, str) else shapes)]
+
+    def whole(trace: list[Span]) -> bool:
+        return any(not shape.missing(trace) for shape in wanted)
+
+    store.wait(lambda st: len(traces := start_traces(st)) >= pods and all(map(whole, traces)), timeout)
 
 
 def write_outputs(store: SpanStore, views: list[tuple[str, TraceView]], opts: DemoOptions,
@@ -160,7 +166,8 @@ def _run_demo(opts: DemoOptions, console: Console | None, cleanup: Cleanup) -> i
         return refused
     try:
         plans = plan_nodes(opts.nodes) if opts.nodes > 1 else [NodePlan(None, 0, None)]
-    except ClusterError as e:
+        check_mix(opts.runtimes, opts.nodes)
+    except (ClusterError, ValueError) as e:
         err.print(f"cristack demo: {e}", markup=False, highlight=False)
         return 2
     demo = _Demo(opts, console or make_console(), err, pods, plans)
@@ -242,14 +249,13 @@ class _Demo:
         cleanup.append(lambda: shutil.rmtree(self.base, ignore_errors=True))
         self.cluster = Cluster(self.base, self.plans, StackOptions(
             runtime_type=opts.runtime_type, otlp_endpoint=self.endpoint, relist_period="0.2s", backoff_base="1s",
-            pull_latency_ms=40, pod_events=True, **stack_context(opts.parent)))
+            pull_latency_ms=40, pod_events=True, **stack_context(opts.parent)), runtimes=opts.runtimes)
         cleanup.append(self.cluster.stop)
         self.cluster.add_manifests(self.pods, opts.spread)
         self.shares = assign(self.pods, len(self.plans), opts.spread)
-        chain = "fake-kubelet → fake-crio → fake-conmon" if opts.runtime_type == "pod" else "fake-kubelet → fake-crio"
         on = f" on {len(self.plans)} nodes" if self.several else ""
-        self.say(f"[bold]cristack demo[/bold]: {chain}{on} (runtime type {opts.runtime_type}), "
-                 f"traces to {'the embedded sink' if self.sink else self.endpoint}")
+        self.say(f"[bold]cristack demo[/bold]{on}: {self.cluster.describe()}, "
+                 f"traces to {'the embedded sink' if self.sink else self.endpoint}", highlight=False)
         if opts.parent.context is not None:
             self.say(f"pod starts are children of TRACEPARENT: trace {opts.parent.trace_id}, "
                      f"span {opts.parent.span_id}", highlight=False)
@@ -310,7 +316,7 @@ class _Demo:
         assert self.sink is not None
         store, opts = self.sink.store, self.opts
         if opts.keep:  # still running: its spans may still be on their way
-            wait_complete(store, sum(map(len, self.shares)), opts.runtime_type, timeout=5.0)
+            wait_complete(store, sum(map(len, self.shares)), self.cluster.shapes, timeout=5.0)
         traces = start_traces(store)
         views, starts = [], []
         for spans in traces:
@@ -367,6 +373,13 @@ def trace_id_lines(pods: list[dict], opts: DemoOptions | None = None) -> list[st
     return lines or ["(no trace ids recorded)"]
 
 
+def check_mix(runtimes: tuple[str, ...], nodes: int) -> None:
+    """ValueError when several runtimes are asked of fewer nodes than there are runtimes to deal."""
+    if len(runtimes) > nodes:
+        raise ValueError(f"--runtime {','.join(runtimes)}: {len(runtimes)} runtimes are dealt one per node "
+                         f"round-robin; give --nodes {len(runtimes)} or more")
+
+
 def stack_context(parent: EnvContext) -> dict[str, str]:
     """The StackOptions that hand the kubelet a usable TRACEPARENT (and its TRACESTATE)."""
     if parent.context is None:
@@ -404,12 +417,12 @@ def export_failed(logs: dict[str, str], endpoint: str) -> bool:
 
 
 def keep_running(cluster: Cluster, sink: Sink | None, console: Console, rc: int) -> int:
-    """--keep: leave every node's fake-crio, fake-conmon (and the sink) serving until Ctrl-C."""
+    """--keep: leave every node's runtime (and the sink) serving until Ctrl-C."""
     console.print(f"\nthe stack keeps running in {cluster.base} (Ctrl-C stops it):")
     for plan, stack in cluster:
         label = f"{plan.name} CRI:" if plan.name else "CRI endpoint:"
-        console.print(f"  {label:14s} {stack.crio_endpoint}")
-    console.print(f"  e.g.           crictl --runtime-endpoint {cluster.stacks[0].crio_endpoint} ps -a")
+        console.print(f"  {label:14s} {stack.cri_endpoint}")
+    console.print(f"  e.g.           crictl --runtime-endpoint {cluster.stacks[0].cri_endpoint} ps -a")
     if sink is not None and sink.addresses is not None:
         console.print(f"  OTLP gRPC:     {sink.addresses.otlp_endpoint}")
         console.print(f"  query API:     {sink.addresses.query_url}/api/traces?service=kubelet")

@@ -58,6 +58,11 @@ def chain(runtime: str, runtime_type: str = "pod") -> str:
     return CHAINS[(runtime, runtime_type if runtime == "crio" else "")]
 
 
+def runtime_label(runtime: str, runtime_type: str = "pod") -> str:
+    """``runtime type pod`` (CRI-O's, as the demo always said) or ``runtime containerd``."""
+    return f"runtime type {runtime_type}" if runtime == "crio" else f"runtime {runtime}"
+
+
 @dataclass
 class StackOptions:
     """How to start the stack. Defaults are the shipped example configs."""
@@ -146,6 +151,13 @@ class Stack:
     def chain(self) -> str:
         """The processes a pod's start crosses on this node (``fake-kubelet → fake-containerd → shim``)."""
         return chain(self.opts.runtime, self.opts.runtime_type)
+
+    @property
+    def shape(self) -> str:
+        """The pod-start shape of this node's traces (``cristack.harness.expectations``): pod, oci or containerd."""
+        from cristack.harness.expectations import shape
+
+        return shape(self.opts.runtime, self.opts.runtime_type)
 
     def add_manifest(self, path: Path) -> Path:
         dest = self.manifests / path.name
