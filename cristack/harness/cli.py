@@ -91,7 +91,7 @@ def _runtimes(text: str) -> tuple[str, ...]:
 
 def _runtime_arguments(p: argparse.ArgumentParser, mix: bool = True) -> None:
     """--runtime and CRI-O's --runtime-type, for demo, up and load alike (``_runtime_type`` checks them)."""
-    p.add_argument("--runtime", type=_runtimes, default=("crio",), metavar="NAME" + ("[,NAME]" if mix else ""),
+    p.add_argument("--runtime", type=_runtimes, default=None, metavar="NAME" + ("[,NAME]" if mix else ""),
                    help="the node's CRI runtime: crio (fake-crio, with fake-conmon for runtime type pod; the "
                         "default) or containerd (fake-containerd, which runs each pod under a shim of its own)"
                         + ("; with --nodes N a list is dealt round-robin (crio,containerd)" if mix else ""))
@@ -102,7 +102,7 @@ def _runtime_arguments(p: argparse.ArgumentParser, mix: bool = True) -> None:
 
 def _runtime_type(prog: str, args: argparse.Namespace) -> str | None:
     """The runtime type for the CRI-O nodes (pod unless given); None, said, when it was given with no CRI-O node."""
-    if args.runtime_type is not None and "crio" not in args.runtime:
+    if args.runtime_type is not None and "crio" not in (args.runtime or ("crio",)):
         print(f"{prog}: --runtime-type is CRI-O's (oci, or pod through fake-conmon); containerd has none: "
               "fake-containerd runs every pod under its runc shim", file=sys.stderr)
         return None
@@ -158,7 +158,11 @@ def demo(args: argparse.Namespace) -> int:
     runtime_type = _runtime_type("cristack demo", args)
     if runtime_type is None:
         return 2
-    opts = DemoOptions(pods=[Path(p) for p in args.pod], runtimes=args.runtime, runtime_type=runtime_type,
+    if args.scenario and len(args.runtime or ()) > 1:
+        print("cristack demo: --scenario runs on one runtime at a time: --runtime crio or --runtime containerd",
+              file=sys.stderr)
+        return 2
+    opts = DemoOptions(pods=[Path(p) for p in args.pod], runtimes=args.runtime or (), runtime_type=runtime_type,
                        otlp_endpoint=args.otlp_endpoint, json_out=args.json, html_out=args.html, keep=args.keep,
                        quiet=args.quiet, wide=args.wide, allow_export_failure=args.allow_export_failure,
                        parent=_env_context("cristack demo"), jaeger_ui=args.jaeger_ui, nodes=args.nodes,
@@ -209,7 +213,8 @@ def up(args: argparse.Namespace) -> int:
     if runtime_type is None:
         return 2
     return run_up(UpOptions(
-        manifests=args.manifests, runtimes=args.runtime, runtime_type=runtime_type, otlp_endpoint=args.otlp_endpoint,
+        manifests=args.manifests, runtimes=args.runtime or (), runtime_type=runtime_type,
+        otlp_endpoint=args.otlp_endpoint,
         otlp_port=args.otlp_port, http_port=args.http_port, scenario=scenario, keep=args.keep, store=_store(args),
         parent=_env_context("cristack up"), jaeger_ui=args.jaeger_ui, nodes=args.nodes, spread=args.spread,
         node_name=args.node_name, node_index=args.node_index, cluster_cidr=args.cluster_cidr,
@@ -386,13 +391,14 @@ def load(args: argparse.Namespace) -> int:
     runtime_type = _runtime_type("cristack load", args)
     if runtime_type is None:
         return 2
-    if len(args.runtime) > args.nodes:
-        print(f"cristack load: --runtime {','.join(args.runtime)}: {len(args.runtime)} runtimes are dealt one per "
-              f"node round-robin; give --nodes {len(args.runtime)} or more", file=sys.stderr)
+    runtimes = args.runtime or ("crio",)
+    if len(runtimes) > args.nodes:
+        print(f"cristack load: --runtime {','.join(runtimes)}: {len(runtimes)} runtimes are dealt one per "
+              f"node round-robin; give --nodes {len(runtimes)} or more", file=sys.stderr)
         return 2
     return run_load(LoadOptions(nodes=args.nodes, rate=args.pods_per_second, duration=args.duration,
                                 otlp_endpoint=args.otlp_endpoint, lifetime=args.pod_lifetime, interval=args.interval,
-                                runtimes=args.runtime, runtime_type=runtime_type, cluster_cidr=args.cluster_cidr,
+                                runtimes=runtimes, runtime_type=runtime_type, cluster_cidr=args.cluster_cidr,
                                 node_cidr_mask=args.node_cidr_mask_size, keep=args.keep))
 
 

@@ -41,7 +41,8 @@ from fake_kubelet.manifests import ManifestError, parse_pod
 @dataclass
 class DemoOptions:
     pods: list[Path] = field(default_factory=list)
-    runtimes: tuple[str, ...] = ("crio",)  # one for every node, or several dealt across --nodes N round-robin
+    # One for every node, or several dealt across --nodes N round-robin; none named: crio (a scenario: its own).
+    runtimes: tuple[str, ...] = ()
     runtime_type: str = "pod"  # CRI-O's
     otlp_endpoint: str | None = None
     json_out: Path | None = None

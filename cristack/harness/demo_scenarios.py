@@ -30,12 +30,24 @@ def run_scenarios(names: list[str], opts: DemoOptions, console: Console | None =
     failed = 0
     views: list[tuple[str, TraceView]] = []
     request = None
+    runtime = opts.runtimes[0] if opts.runtimes else None  # None: each scenario on its own runtime
     for name in names:
         scenario = scenarios.load(name)
+        try:
+            scenario.check_runtime(runtime or scenario.runtimes[0])
+        except scenarios.NotForRuntime as err:
+            if not summary:
+                Console(stderr=True).print(f"cristack demo: {err}", markup=False, highlight=False, soft_wrap=True)
+                return 2
+            why = str(err).split(": ", 1)[1]
+            console.print(f"[dim]n/a[/dim]     {name:18s} not for {err.runtime}: {why}", highlight=False,
+                          no_wrap=True, overflow="ellipsis")
+            continue
         if not summary and not opts.quiet:
-            console.print(f"[bold]cristack demo --scenario {name}[/bold]: {scenario.title}")
+            on = f" (on {runtime})" if runtime and runtime != scenario.runtimes[0] else ""
+            console.print(f"[bold]cristack demo --scenario {name}[/bold]{on}: {scenario.title}")
         say = (lambda _m: None) if summary or opts.quiet else (lambda m: console.print(m, highlight=False))
-        runs, finding = scenarios.run_scenario(name, say)
+        runs, finding = scenarios.run_scenario(name, say, runtime)
         failed += not finding.ok
         scenario_views = _finding_views(name, runs, finding)
         views += scenario_views

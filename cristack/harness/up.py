@@ -41,7 +41,8 @@ class UpOptions:
     """What ``cristack up`` was asked for."""
 
     manifests: Path | None = None  # one node: its static pod dir; N nodes: DIR/<node name> each
-    runtimes: tuple[str, ...] = ("crio",)  # one for every node, or several dealt across the nodes round-robin
+    # One for every node, or several dealt across the nodes round-robin; none named: crio, or a scenario's own.
+    runtimes: tuple[str, ...] = ()
     runtime_type: str = "pod"  # CRI-O's
     otlp_endpoint: str | None = None  # None: the embedded sink
     otlp_port: int = 0
@@ -63,6 +64,10 @@ def node_plans(opts: UpOptions) -> list[NodePlan]:
     """The nodes to start. One node keeps the machine's hostname and its runtime's default pod network unless it
     is named or indexed; N nodes are node-1..node-N with blocks 1..N of the cluster CIDR."""
     check_mix(opts.runtimes, opts.nodes)
+    if opts.scenario is not None:
+        if len(opts.runtimes) > 1:
+            raise UpError("--scenario runs on one runtime: --runtime crio or --runtime containerd")
+        opts.scenario.check_runtime(runtime_of(opts))
     if opts.nodes == 1:
         cidr = None if opts.node_index is None else node_cidr(opts.node_index, opts.cluster_cidr, opts.node_cidr_mask)
         if cidr is None and (opts.cluster_cidr != CLUSTER_CIDR or opts.node_cidr_mask != NODE_CIDR_MASK):
@@ -72,6 +77,13 @@ def node_plans(opts: UpOptions) -> list[NodePlan]:
         raise UpError(f"--node-name and --node-index describe one node; --nodes {opts.nodes} names its nodes "
                       f"node-1..node-{opts.nodes} and gives node i block i of --cluster-cidr")
     return plan_nodes(opts.nodes, opts.cluster_cidr, opts.node_cidr_mask)
+
+
+def runtime_of(opts: UpOptions) -> str:
+    """The (first) runtime named, or the scenario's own, or crio."""
+    if opts.runtimes:
+        return opts.runtimes[0]
+    return opts.scenario.runtimes[0] if opts.scenario is not None else "crio"
 
 
 def run_up(opts: UpOptions, console: Console | None = None) -> int:
@@ -85,10 +97,10 @@ def _stack_options(opts: UpOptions, endpoint: str) -> StackOptions:
     if opts.scenario is not None:
         from cristack.harness.scenarios import stack_options
 
-        options = stack_options(opts.scenario, opts.runtime_type, endpoint, opts.runtimes[0])
+        options = stack_options(opts.scenario.on(runtime_of(opts)), opts.runtime_type, endpoint, runtime_of(opts))
         options.relist_period, options.file_check_frequency = "1s", "1s"
     else:
-        options = StackOptions(runtime=opts.runtimes[0], runtime_type=opts.runtime_type, otlp_endpoint=endpoint)
+        options = StackOptions(runtime=runtime_of(opts), runtime_type=opts.runtime_type, otlp_endpoint=endpoint)
     options.pod_events = True
     for key, value in stack_context(opts.parent).items():
         setattr(options, key, value)
