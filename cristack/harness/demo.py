@@ -256,7 +256,7 @@ class _Demo:
         self.shares = assign(self.pods, len(self.plans), opts.spread)
         on = f" on {len(self.plans)} nodes" if self.several else ""
         self.say(f"[bold]cristack demo[/bold]{on}: {self.cluster.describe()}, "
-                 f"traces to {'the embedded sink' if self.sink else self.endpoint}", highlight=False)
+                 f"traces to {'the embedded sink' if self.sink else self.endpoint}", highlight=False, soft_wrap=True)
         if opts.parent.context is not None:
             self.say(f"pod starts are children of TRACEPARENT: trace {opts.parent.trace_id}, "
                      f"span {opts.parent.span_id}", highlight=False)
