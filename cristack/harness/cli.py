@@ -527,8 +527,8 @@ def _add_up_parser(sub: argparse._SubParsersAction) -> None:
                    help="this one node's name: the kubelet's --hostname-override and host.name on every span "
                         "(default: the machine's hostname); in a StatefulSet, $(POD_NAME)")
     u.add_argument("--node-index", metavar="I", type=_index,
-                   help="this one node's pod CIDR is block I of --cluster-cidr (default: CRI-O's own network, "
-                        "10.85.0.0/16); in a StatefulSet, $(POD_INDEX)")
+                   help="this one node's pod CIDR is block I of --cluster-cidr (default: the runtime's own network, "
+                        "CRI-O's 10.85.0.0/16 or containerd's 10.88.0.0/16); in a StatefulSet, $(POD_INDEX)")
     _cidr_arguments(u)
     _bounds(u)
     u.set_defaults(func=up)

@@ -96,8 +96,8 @@ class StackOptions:
     kubelet_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     # One node of several: its name (the kubelet's --hostname-override and every component's
-    # host.name) and its pod CIDR (KubeletConfiguration podCIDR and crio's CNI network). None: the
-    # machine's hostname and CRI-O's default network, 10.85.0.0/16.
+    # host.name) and its pod CIDR (KubeletConfiguration podCIDR and the runtime's CNI network). None: the
+    # machine's hostname and the runtime's default network (CRI-O's 10.85.0.0/16, containerd's 10.88.0.0/16).
     node_name: str | None = None
     pod_cidr: str | None = None
     # A parent trace context for the pods' start traces, as the kubelet reads it (TRACEPARENT, TRACESTATE).
