@@ -78,7 +78,7 @@ def _nodes_arguments(p: argparse.ArgumentParser) -> None:
 def _runtimes(text: str) -> tuple[str, ...]:
     """``crio``, ``containerd``, or a list of them for several nodes (``crio,containerd``); a typo gets the
     closest name."""
-    from cristack.harness.stack import check_runtime
+    from cristack.harness.nodeplan import check_runtime
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:

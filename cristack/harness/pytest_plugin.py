@@ -35,19 +35,18 @@ from pathlib import Path
 
 import pytest
 
+from cristack.harness.nodeplan import RUNTIMES, check_runtime
+
 BACKENDS = ("sink", "jaeger", "file")
-RUNTIMES = ("crio", "containerd")  # cristack.harness.stack.RUNTIMES (not imported here: the plugin loads light)
 
 
 def _runtime_option(text: str) -> str:
     import argparse
 
-    from cristack.wording import did_you_mean
-
-    if text not in RUNTIMES:
-        raise argparse.ArgumentTypeError(f"no runtime {text!r}{did_you_mean(text, RUNTIMES)} "
-                                         f"(known: {', '.join(RUNTIMES)})")
-    return text
+    try:
+        return check_runtime(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

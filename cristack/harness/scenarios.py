@@ -48,12 +48,13 @@ from cristack.config.durations import parse_duration
 from cristack.config.tomlconf import read_toml
 from cristack.harness import expectations
 from cristack.harness.jaeger import free_ports
+from cristack.harness.nodeplan import RUNTIMES
 from cristack.harness.procs import Proc
 from cristack.harness.scenario_conditions import Condition, Progress, needs, watch
 from cristack.harness.scenario_conditions import parse as parse_condition
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import Span, SpanStore
-from cristack.harness.stack import RUNTIMES, Stack, StackOptions, example
+from cristack.harness.stack import Stack, StackOptions, example
 from cristack.wire.errors import ConfigError
 from cristack.wording import did_you_mean
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from cristack.config.tomlconf import dumps_toml, read_toml
+from cristack.harness.nodeplan import check_runtime
 from cristack.harness.procs import Proc, start, stop_strays
 from cristack.otel.stats import STATS_ENV, ExportStats, read_stats
 from cristack.wire.endpoints import free_ports, parse_endpoint, private_dir
@@ -39,18 +40,10 @@ def example(*parts: str) -> Path:
     return EXAMPLES.joinpath(*parts)
 
 
-RUNTIMES = ("crio", "containerd")  # the CRI runtimes a node can run; the first is the default
 RUNTIME_TYPES = ("pod", "oci")  # CRI-O's runtime types a stack can select
 # Chains of processes a pod's start crosses, as the demo and `cristack up` name them.
 CHAINS = {("crio", "pod"): "fake-kubelet → fake-crio → fake-conmon", ("crio", "oci"): "fake-kubelet → fake-crio",
           ("containerd", ""): "fake-kubelet → fake-containerd → shim"}
-
-
-def check_runtime(name: str) -> str:
-    """``name`` if it is a runtime the harness runs; ValueError with the closest name otherwise."""
-    if name not in RUNTIMES:
-        raise ValueError(f"no runtime {name!r}{did_you_mean(name, RUNTIMES)} (known: {', '.join(RUNTIMES)})")
-    return name
 
 
 def chain(runtime: str, runtime_type: str = "pod") -> str:

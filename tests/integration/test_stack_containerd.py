@@ -13,9 +13,10 @@ import pytest
 
 from cristack.harness import podevents
 from cristack.harness.assertions import pod_start
+from cristack.harness.nodeplan import check_runtime
 from cristack.harness.procs import processes_under
 from cristack.harness.sink.store import SpanStore
-from cristack.harness.stack import Stack, StackOptions, check_runtime
+from cristack.harness.stack import Stack, StackOptions
 from fake_containerd import config as ctd_config
 from fake_containerd.runtime.shim import SHIM_MODULE
 from tests.conftest import stack_options
