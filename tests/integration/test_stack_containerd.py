@@ -6,6 +6,9 @@ shims end with it even when it is SIGKILLed, and ``Stack.stop`` waits until they
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from cristack.harness import podevents
 from cristack.harness.assertions import pod_start
 from cristack.harness.nodeplan import check_runtime
-from cristack.harness.procs import processes_under
+from cristack.harness.procs import processes_under, stop_strays
 from cristack.harness.sink.store import SpanStore
 from cristack.harness.stack import Stack, StackOptions
 from fake_containerd import config as ctd_config
@@ -116,6 +119,25 @@ def test_a_stop_after_containerd_was_sigkilled_returns_once_the_shims_are_gone(m
     stack = running_sleeper(make_stack)
     assert stack.containerd is not None
     stack.containerd.kill()
-    took = stack.stop()
+    stack.stop()  # the shim may be on its way out (its lifeline) or gone already: either way, stop waits
     assert processes_under(stack.base) == [], "stop waited for the shim"
-    assert "shims" in took, took
+
+
+def test_strays_are_waited_for_then_killed(tmp_path: Path) -> None:
+    """Stack.stop's last step, alone: a shim-like process that ignores SIGTERM (nothing told it to stop: no
+    lifeline), working in the node's directory, and one elsewhere that must be left alone."""
+    bundle, elsewhere = tmp_path / "state" / "bundle", tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    bundle.mkdir(parents=True)
+    elsewhere.mkdir()
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    stray = subprocess.Popen([sys.executable, "-c", code, "fake-shim-marker"], cwd=bundle)
+    bystander = subprocess.Popen([sys.executable, "-c", code, "fake-shim-marker"], cwd=elsewhere)
+    try:
+        wait_until(lambda: processes_under(tmp_path, "fake-shim-marker"), "the stray runs")
+        assert stop_strays(tmp_path, "fake-shim-marker", grace=0.5) == [stray.pid]
+        assert stray.wait(10) == -signal.SIGKILL, "SIGKILLed after the grace"
+        assert processes_under(tmp_path) == [] and bystander.poll() is None
+    finally:
+        for proc in (stray, bystander):
+            proc.kill()
+            proc.wait()
