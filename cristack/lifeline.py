@@ -6,6 +6,12 @@ its monitor) must not outlive the process that would stop it: if that parent is 
 would ever stop the child, and it would keep running under PID 1. The kernel delivers ``sig`` to the child
 when the parent *thread* that started it exits, so start such children from a thread that lives as long as
 the parent (the main thread).
+
+A parent-death signal reaches only a child of the dying process. A grandchild left to PID 1 on purpose (a
+containerd shim: the command containerd runs starts the serving process and exits) is given a *lifeline pipe*
+instead (``lifeline_pipe``, ``inherited_lifeline``, ``watch_lifeline``): the holder keeps the write end, which no
+child inherits and nobody writes; the read end, handed down by file descriptor, reads end-of-file once the
+holder is gone, however it died.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -54,6 +60,47 @@ def from_env() -> None:
     parent = os.environ.pop(PARENT_ENV, "")
     if parent.isdigit():
         die_with_parent(signal.SIGTERM, int(parent))
+
+
+LIFELINE_ENV = "CRISTACK_LIFELINE_FD"  # the inherited read end of a lifeline pipe (its fd number)
+
+
+def lifeline_pipe() -> tuple[int, int]:
+    """A lifeline: (read end, write end). The holder keeps the write end for its whole life (os.pipe's fds are
+    not inherited across exec, and none is ever written); it hands the read end to each child it starts with
+    ``pass_fds`` and names it in ``LIFELINE_ENV``."""
+    return os.pipe()
+
+
+def inherited_lifeline(environ: Mapping[str, str] = os.environ) -> int | None:
+    """The read end of the lifeline this process was handed (``LIFELINE_ENV``), or None."""
+    fd = environ.get(LIFELINE_ENV, "")
+    if not fd.isdigit():
+        return None
+    try:
+        os.fstat(int(fd))
+    except OSError:
+        return None
+    return int(fd)
+
+
+def watch_lifeline(fd: int, on_end: Callable[[], object]) -> None:
+    """Calls ``on_end`` (once, in the running event loop) when the lifeline's holder is gone: its read end is
+    readable only at end-of-file, since nobody writes."""
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            on_end()
+
+    loop.add_reader(fd, readable)
 
 
 @contextlib.contextmanager

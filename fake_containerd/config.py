@@ -62,6 +62,8 @@ MOCK_KEYS = {
     "registry_mirrors": "mock: registry host -> catalogue namespace it serves, e.g. "
                         "{'127.0.0.1:5000' = 'docker.io/library'}",
     "shim_tracing": "mock: shims export their spans as a shim built with -tags shim_tracing (default true)",
+    "shim_lifeline": "mock: shims exit once this daemon is gone, even SIGKILLed (default false: they outlive it, "
+                     "as containerd's do; the harness sets it, so that nothing of a stopped node runs on)",
     "max_containers": "mock: cap on containers held at once (default 4096)",
     "max_exec_seconds": "mock: cap on an ExecSync's timeout (default 300)",
     "max_log_bytes": "mock: a container's log is capped at this many bytes (default 64 MiB)",
@@ -105,6 +107,7 @@ class CtdConfig:
     pod_logs_root: Path | None = None
     registry_mirrors: dict[str, str] = field(default_factory=dict)
     shim_tracing: bool = True
+    shim_lifeline: bool = False
     max_containers: int = 4096
     max_exec_seconds: float = 300.0
     max_log_bytes: int = 64 * 1024 * 1024
@@ -267,6 +270,7 @@ def load(argv: list[str] | None = None) -> CtdConfig:
         pod_logs_root=logs_root.absolute() if logs_root else None,
         registry_mirrors=dict(mirrors),
         shim_tracing=cfg.get((srvconfig.MOCK_TABLE, "shim_tracing"), bool, True),
+        shim_lifeline=cfg.get((srvconfig.MOCK_TABLE, "shim_lifeline"), bool, False),
         max_containers=int(_positive(cfg, "max_containers", int, 4096)),
         max_exec_seconds=float(_positive(cfg, "max_exec_seconds", (int, float), 300.0)),
         max_log_bytes=int(_positive(cfg, "max_log_bytes", int, 64 * 1024 * 1024)),

@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 from opentelemetry import trace
 
+from cristack.lifeline import lifeline_pipe
 from cristack.otel.rpctrace import ServerTracing
 from cristack.versions import CONTAINERD_REVISION, CONTAINERD_VERSION
 from cristack.wire.endpoints import MAX_UNIX_PATH, default_runtime_dir, private_dir
@@ -81,11 +82,15 @@ class Daemon:
         tracing = ContainerdTracing(provider)
         for d in (config.root, config.state):
             private_dir(d)
+        lifeline = None
+        if config.shim_lifeline:
+            # The write end stays open, unwritten, until this process ends: then every shim reads end-of-file.
+            lifeline, _holder = lifeline_pipe()
         manager = ShimManager(
             grpc_address=str(config.address.path), ttrpc_address=str(config.ttrpc_address),
             state_dir=config.state / "io.containerd.runtime.v2.task", socket_dir=shim_socket_dir(config.state),
             debug=config.log_level <= logging.DEBUG, shim_tracing=config.shim_tracing,
-            env=dict(os.environ if env is None else env), provider=tracing.provider)
+            env=dict(os.environ if env is None else env), provider=tracing.provider, lifeline=lifeline)
         client = Client(MetadataStore(config.root, tracing), Tasks(manager, str(config.root)), tracing)
         images = CRIImageService(config.root, ImageConfig(
             config.snapshotter, config.sandbox_image, config.registry_config_path, config.pull_latency_ms,

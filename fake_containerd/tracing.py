@@ -32,6 +32,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from cristack.otel import otelenv
 from cristack.otel.rpctrace import OTELGRPC_SCOPE
 from cristack.otel.spans import current_span
+from cristack.otel.stats import stats_path_from_env
 from cristack.otel.telemetry import Telemetry, TracingSettings
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,9 @@ def containerd_telemetry(env: Mapping[str, str] | None = None) -> tuple[Telemetr
         from cristack.otel.otlphttp import HttpSpanExporter
 
         exporter = HttpSpanExporter(target.target, timeout=5.0)
+    # The harness's span counts (cristack.otel.stats, mock-only: cristack load and the scenarios read them).
     telemetry = Telemetry(env["OTEL_SERVICE_NAME"], TracingSettings(True, target.target), exporter=exporter,
-                          resource=resource(env), sampler=otelenv.sampler(env))
+                          resource=resource(env), sampler=otelenv.sampler(env), stats_path=stats_path_from_env())
     return telemetry, env
 
 

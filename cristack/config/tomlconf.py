@@ -1,8 +1,11 @@
 """Layered TOML configuration: a main file plus drop-ins merged in lexical order, with the
-file that set each key remembered so that an error can name it."""
+file that set each key remembered so that an error can name it; and ``dumps_toml``, the other way, for the
+configs the harness writes per run (Python reads TOML, but writes none)."""
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,43 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", f"invalid TOML: {cut(str(err), 200)}") from None
     except RecursionError:
         raise ConfigError(str(path), "", "invalid TOML: arrays or tables nested too deeply") from None
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, and TOML also refuses DEL unescaped."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML for a {type(value).__name__}")
+
+
+def dumps_toml(doc: dict[str, Any], _path: tuple[str, ...] = ()) -> str:
+    """``doc`` (tables of strings, numbers, booleans and lists of them) as TOML text that ``tomllib`` reads back
+    equal: each table's own keys under its header, then its sub-tables."""
+    own = [(k, v) for k, v in doc.items() if not isinstance(v, dict)]
+    tables = [(k, v) for k, v in doc.items() if isinstance(v, dict)]
+    lines = []
+    if _path and (own or not tables):
+        lines.append("[" + ".".join(map(_key, _path)) + "]")
+    lines += [f"{_key(k)} = {_value(v)}" for k, v in own]
+    text = "\n".join(lines) + ("\n" if lines else "")
+    return text + "".join(dumps_toml(v, (*_path, k)) for k, v in tables)
 
 
 @dataclass

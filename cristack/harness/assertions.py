@@ -249,7 +249,7 @@ class Expected:
 
     def missing(self, spans: Sequence[Span]) -> list[str]:
         """What ``spans`` still lacks, one line each (empty: complete)."""
-        have = {(s.service, s.name) for s in spans}
+        have = {(expectations.role(s.service), s.name) for s in spans}
         out = []
         for e in self.edges:
             for service, name in ((e.parent_service, e.parent), (e.child_service, e.child)):
@@ -267,9 +267,12 @@ class Expected:
         return Expected(self.selectors + other.selectors, self.edges + other.edges, f"{self.name}+{other.name}")
 
 
-def pod_start(runtime_type: str = "pod") -> Expected:
-    """Every span and edge ``cristack.harness.expectations`` says a pod start has for this runtime type."""
-    return Expected(edges=tuple(expectations.expected(runtime_type)), name=f"pod start ({runtime_type})")
+def pod_start(runtime_type: str = "pod", *, runtime: str = "crio") -> Expected:
+    """Every span and edge ``cristack.harness.expectations`` says a pod start has on ``runtime`` with CRI-O's
+    ``runtime_type`` (``pod``, ``oci``): ``pod_start(runtime="containerd")`` is fake-containerd's and its shim's
+    (``pod_start("containerd")`` too)."""
+    shape = expectations.shape(runtime, runtime_type)
+    return Expected(edges=tuple(expectations.expected(shape)), name=f"pod start ({shape})")
 
 
 def spans_named(*pairs: tuple[str, str]) -> Expected:

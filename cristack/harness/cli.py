@@ -84,6 +84,40 @@ def _nodes_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --nodes: deal the pod manifests across the nodes instead of giving each node all")
 
 
+def _runtimes(text: str) -> tuple[str, ...]:
+    """``crio``, ``containerd``, or a list of them for several nodes (``crio,containerd``); a typo gets the
+    closest name."""
+    from cristack.harness.nodeplan import check_runtime
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("name a runtime: crio or containerd")
+    try:
+        return tuple(check_runtime(n) for n in names)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _runtime_arguments(p: argparse.ArgumentParser, mix: bool = True) -> None:
+    """--runtime and CRI-O's --runtime-type, for demo, up and load alike (``_runtime_type`` checks them)."""
+    p.add_argument("--runtime", type=_runtimes, default=None, metavar="NAME" + ("[,NAME]" if mix else ""),
+                   help="the node's CRI runtime: crio (fake-crio, with fake-conmon for runtime type pod; the "
+                        "default) or containerd (fake-containerd, which runs each pod under a shim of its own)"
+                        + ("; with --nodes N a list is dealt round-robin (crio,containerd)" if mix else ""))
+    p.add_argument("--runtime-type", choices=("pod", "oci"), default=None,
+                   help="CRI-O's runtime type: pod (through fake-conmon, conmonrs spans; the default) or oci "
+                        "(fake-crio runs containers itself)")
+
+
+def _runtime_type(prog: str, args: argparse.Namespace) -> str | None:
+    """The runtime type for the CRI-O nodes (pod unless given); None, said, when it was given with no CRI-O node."""
+    if args.runtime_type is not None and "crio" not in (args.runtime or ("crio",)):
+        print(f"{prog}: --runtime-type is CRI-O's (oci, or pod through fake-conmon); containerd has none: "
+              "fake-containerd runs every pod under its runc shim", file=sys.stderr)
+        return None
+    return args.runtime_type or "pod"
+
+
 def _cidr_arguments(p: argparse.ArgumentParser, cluster_cidr: str = CLUSTER_CIDR) -> None:
     """How the nodes' pod CIDRs are cut (``cristack.harness.nodeplan``), for up, load and fleet alike."""
     p.add_argument("--cluster-cidr", metavar="CIDR", default=cluster_cidr,
@@ -127,9 +161,17 @@ def _env_context(prog: str):  # noqa: ANN202 - an EnvContext
 
 def demo(args: argparse.Namespace) -> int:
     from cristack.harness import scenarios
-    from cristack.harness.demo import DemoOptions, run_demo, run_scenarios
+    from cristack.harness.demo import DemoOptions, run_demo
+    from cristack.harness.demo_scenarios import run_scenarios
 
-    opts = DemoOptions(pods=[Path(p) for p in args.pod], runtime_type=args.runtime_type,
+    runtime_type = _runtime_type("cristack demo", args)
+    if runtime_type is None:
+        return 2
+    if args.scenario and len(args.runtime or ()) > 1:
+        print("cristack demo: --scenario runs on one runtime at a time: --runtime crio or --runtime containerd",
+              file=sys.stderr)
+        return 2
+    opts = DemoOptions(pods=[Path(p) for p in args.pod], runtimes=args.runtime or (), runtime_type=runtime_type,
                        otlp_endpoint=args.otlp_endpoint, json_out=args.json, html_out=args.html, keep=args.keep,
                        quiet=args.quiet, wide=args.wide, allow_export_failure=args.allow_export_failure,
                        parent=_env_context("cristack demo"), jaeger_ui=args.jaeger_ui, nodes=args.nodes,
@@ -176,8 +218,12 @@ def up(args: argparse.Namespace) -> int:
         except ConfigError as err:
             print(f"cristack up: {err}", file=sys.stderr)
             return 2
+    runtime_type = _runtime_type("cristack up", args)
+    if runtime_type is None:
+        return 2
     return run_up(UpOptions(
-        manifests=args.manifests, runtime_type=args.runtime_type, otlp_endpoint=args.otlp_endpoint,
+        manifests=args.manifests, runtimes=args.runtime or (), runtime_type=runtime_type,
+        otlp_endpoint=args.otlp_endpoint,
         otlp_port=args.otlp_port, http_port=args.http_port, scenario=scenario, keep=args.keep, store=_store(args),
         parent=_env_context("cristack up"), jaeger_ui=args.jaeger_ui, nodes=args.nodes, spread=args.spread,
         node_name=args.node_name, node_index=args.node_index, cluster_cidr=args.cluster_cidr,
@@ -328,7 +374,7 @@ def _add_load_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPars
                     help="each pod's manifest is removed this long after it was written (default 10)")
     lp.add_argument("--interval", type=_positive(float), default=5.0, metavar="SECONDS",
                     help="seconds between progress lines (default 5)")
-    lp.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
+    _runtime_arguments(lp)
     _cidr_arguments(lp)
     lp.add_argument("--keep", action="store_true", help="keep the nodes' temp dir (state, logs); its path is printed")
     lp.set_defaults(func=load)
@@ -351,9 +397,17 @@ def load(args: argparse.Namespace) -> int:
 
     if not _nodes_fit("cristack load", args):
         return 2
+    runtime_type = _runtime_type("cristack load", args)
+    if runtime_type is None:
+        return 2
+    runtimes = args.runtime or ("crio",)
+    if len(runtimes) > args.nodes:
+        print(f"cristack load: --runtime {','.join(runtimes)}: {len(runtimes)} runtimes are dealt one per "
+              f"node round-robin; give --nodes {len(runtimes)} or more", file=sys.stderr)
+        return 2
     return run_load(LoadOptions(nodes=args.nodes, rate=args.pods_per_second, duration=args.duration,
                                 otlp_endpoint=args.otlp_endpoint, lifetime=args.pod_lifetime, interval=args.interval,
-                                runtime_type=args.runtime_type, cluster_cidr=args.cluster_cidr,
+                                runtimes=runtimes, runtime_type=runtime_type, cluster_cidr=args.cluster_cidr,
                                 node_cidr_mask=args.node_cidr_mask_size, keep=args.keep))
 
 
@@ -446,8 +500,7 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="run pods through the whole stack and show their traces")
     d.add_argument("--pod", action="append", default=[], metavar="FILE",
                    help="pod manifest to run (repeatable; default examples/pods/hello.yaml)")
-    d.add_argument("--runtime-type", choices=("pod", "oci"), default="pod",
-                   help="pod: through fake-conmon (conmonrs spans); oci: fake-crio runs containers itself")
+    _runtime_arguments(d)
     d.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
                    help="send traces to this collector/Jaeger instead of the embedded sink")
     d.add_argument("--json", type=Path, metavar="FILE", help="write everything received as OTLP JSON")
@@ -469,7 +522,7 @@ def _add_up_parser(sub: argparse._SubParsersAction) -> None:
     """``cristack up``: the stack until Ctrl-C, fed by a static pod directory."""
     u = sub.add_parser("up", help="run the stack until Ctrl-C; drop pod manifests into its directory")
     u.add_argument("--manifests", type=Path, metavar="DIR", help="static pod directory (default: a new temp dir)")
-    u.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
+    _runtime_arguments(u)
     u.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
                    help="send traces here instead of the embedded sink")
     u.add_argument("--otlp-port", type=int, default=0, help="embedded sink's OTLP gRPC port (default: free port)")
@@ -483,8 +536,8 @@ def _add_up_parser(sub: argparse._SubParsersAction) -> None:
                    help="this one node's name: the kubelet's --hostname-override and host.name on every span "
                         "(default: the machine's hostname); in a StatefulSet, $(POD_NAME)")
     u.add_argument("--node-index", metavar="I", type=_index,
-                   help="this one node's pod CIDR is block I of --cluster-cidr (default: CRI-O's own network, "
-                        "10.85.0.0/16); in a StatefulSet, $(POD_INDEX)")
+                   help="this one node's pod CIDR is block I of --cluster-cidr (default: the runtime's own network, "
+                        "CRI-O's 10.85.0.0/16 or containerd's 10.88.0.0/16); in a StatefulSet, $(POD_INDEX)")
     _cidr_arguments(u)
     _bounds(u)
     u.set_defaults(func=up)

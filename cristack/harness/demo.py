@@ -1,19 +1,17 @@
 """``cristack demo``: the whole story in one command, no Docker needed.
 
-Starts the embedded sink (or uses ``--otlp-endpoint``), fake-conmon, fake-crio and
-fake-kubelet from the shipped example configs in a private temp dir, runs the pod manifests
-with ``--runonce`` while showing progress, prints the containers' output and each pod's
-``syncPod`` trace as a tree with a waterfall, and stops everything.
+Starts the embedded sink (or uses ``--otlp-endpoint``), the node's runtime (fake-crio and fake-conmon, or with
+``--runtime containerd`` fake-containerd, which starts a shim per pod) and fake-kubelet from the shipped example
+configs in a private temp dir, runs the pod manifests with ``--runonce`` while showing progress, prints the
+containers' output and each pod's ``syncPod`` trace as a tree with a waterfall, and stops everything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
 import tempfile
-import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from cristack.harness.procs import Cleanup, run_with_cleanup
 from cristack.harness.render import html as html_render
 from cristack.harness.render.escape import visible
 from cristack.harness.render.model import TraceView, build
-from cristack.harness.render.terminal import PIPE_WIDTH, make_console, print_trace
+from cristack.harness.render.terminal import make_console, print_trace
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import Span, SpanStore
 from cristack.harness.stack import StackOptions, example
@@ -43,7 +41,9 @@ from fake_kubelet.manifests import ManifestError, parse_pod
 @dataclass
 class DemoOptions:
     pods: list[Path] = field(default_factory=list)
-    runtime_type: str = "pod"
+    # One for every node, or several dealt across --nodes N round-robin; none named: crio (a scenario: its own).
+    runtimes: tuple[str, ...] = ()
+    runtime_type: str = "pod"  # CRI-O's
     otlp_endpoint: str | None = None
     json_out: Path | None = None
     html_out: Path | None = None
@@ -131,11 +131,16 @@ def summary_line(store: SpanStore, shown: set[str]) -> str:
     return "also traced: " + ", ".join(parts) if parts else ""
 
 
-def wait_complete(store: SpanStore, pods: int, runtime_type: str, timeout: float) -> None:
+def wait_complete(store: SpanStore, pods: int, shapes: str | set[str], timeout: float) -> None:
     """Waits (at most ``timeout`` seconds) until ``pods`` start traces each hold every span and edge a pod start
-    has (cristack.harness.expectations): completeness by shape, not by a quiet moment."""
-    shape = pod_start(runtime_type)
-    store.wait(lambda st: len(traces := start_traces(st)) >= pods and not any(map(shape.missing, traces)), timeout)
+    of one of ``shapes`` has (cristack.harness.expectations: pod, oci, containerd): completeness by shape, not by a
+    quiet moment."""
+    wanted = [pod_start(s) for s in ({shapes} if isinstance(shapes, str) else shapes)]
+
+    def whole(trace: list[Span]) -> bool:
+        return any(not shape.missing(trace) for shape in wanted)
+
+    store.wait(lambda st: len(traces := start_traces(st)) >= pods and all(map(whole, traces)), timeout)
 
 
 def write_outputs(store: SpanStore, views: list[tuple[str, TraceView]], opts: DemoOptions,
@@ -162,7 +167,8 @@ def _run_demo(opts: DemoOptions, console: Console | None, cleanup: Cleanup) -> i
         return refused
     try:
         plans = plan_nodes(opts.nodes) if opts.nodes > 1 else [NodePlan(None, 0, None)]
-    except ClusterError as e:
+        check_mix(opts.runtimes, opts.nodes)
+    except (ClusterError, ValueError) as e:
         err.print(f"cristack demo: {e}", markup=False, highlight=False)
         return 2
     demo = _Demo(opts, console or make_console(), err, pods, plans)
@@ -244,14 +250,13 @@ class _Demo:
         cleanup.append(lambda: shutil.rmtree(self.base, ignore_errors=True))
         self.cluster = Cluster(self.base, self.plans, StackOptions(
             runtime_type=opts.runtime_type, otlp_endpoint=self.endpoint, relist_period="0.2s", backoff_base="1s",
-            pull_latency_ms=40, pod_events=True, **stack_context(opts.parent)))
+            pull_latency_ms=40, pod_events=True, **stack_context(opts.parent)), runtimes=opts.runtimes)
         cleanup.append(self.cluster.stop)
         self.cluster.add_manifests(self.pods, opts.spread)
         self.shares = assign(self.pods, len(self.plans), opts.spread)
-        chain = "fake-kubelet → fake-crio → fake-conmon" if opts.runtime_type == "pod" else "fake-kubelet → fake-crio"
         on = f" on {len(self.plans)} nodes" if self.several else ""
-        self.say(f"[bold]cristack demo[/bold]: {chain}{on} (runtime type {opts.runtime_type}), "
-                 f"traces to {'the embedded sink' if self.sink else self.endpoint}")
+        self.say(f"[bold]cristack demo[/bold]{on}: {self.cluster.describe()}, "
+                 f"traces to {'the embedded sink' if self.sink else self.endpoint}", highlight=False, soft_wrap=True)
         if opts.parent.context is not None:
             self.say(f"pod starts are children of TRACEPARENT: trace {opts.parent.trace_id}, "
                      f"span {opts.parent.span_id}", highlight=False)
@@ -312,7 +317,7 @@ class _Demo:
         assert self.sink is not None
         store, opts = self.sink.store, self.opts
         if opts.keep:  # still running: its spans may still be on their way
-            wait_complete(store, sum(map(len, self.shares)), opts.runtime_type, timeout=5.0)
+            wait_complete(store, sum(map(len, self.shares)), self.cluster.shapes, timeout=5.0)
         traces = start_traces(store)
         views, starts = [], []
         for spans in traces:
@@ -369,6 +374,13 @@ def trace_id_lines(pods: list[dict], opts: DemoOptions | None = None) -> list[st
     return lines or ["(no trace ids recorded)"]
 
 
+def check_mix(runtimes: tuple[str, ...], nodes: int) -> None:
+    """ValueError when several runtimes are asked of fewer nodes than there are runtimes to deal."""
+    if len(runtimes) > nodes:
+        raise ValueError(f"--runtime {','.join(runtimes)}: {len(runtimes)} runtimes are dealt one per node "
+                         f"round-robin; give --nodes {len(runtimes)} or more")
+
+
 def stack_context(parent: EnvContext) -> dict[str, str]:
     """The StackOptions that hand the kubelet a usable TRACEPARENT (and its TRACESTATE)."""
     if parent.context is None:
@@ -406,12 +418,12 @@ def export_failed(logs: dict[str, str], endpoint: str) -> bool:
 
 
 def keep_running(cluster: Cluster, sink: Sink | None, console: Console, rc: int) -> int:
-    """--keep: leave every node's fake-crio, fake-conmon (and the sink) serving until Ctrl-C."""
+    """--keep: leave every node's runtime (and the sink) serving until Ctrl-C."""
     console.print(f"\nthe stack keeps running in {cluster.base} (Ctrl-C stops it):")
     for plan, stack in cluster:
         label = f"{plan.name} CRI:" if plan.name else "CRI endpoint:"
-        console.print(f"  {label:14s} {stack.crio_endpoint}")
-    console.print(f"  e.g.           crictl --runtime-endpoint {cluster.stacks[0].crio_endpoint} ps -a")
+        console.print(f"  {label:14s} {stack.cri_endpoint}")
+    console.print(f"  e.g.           crictl --runtime-endpoint {cluster.stacks[0].cri_endpoint} ps -a")
     if sink is not None and sink.addresses is not None:
         console.print(f"  OTLP gRPC:     {sink.addresses.otlp_endpoint}")
         console.print(f"  query API:     {sink.addresses.query_url}/api/traces?service=kubelet")
@@ -434,121 +446,3 @@ def print_event(console: Console, ev: podevents.PodEvent, prefix: str = "") -> N
         with contextlib.suppress(BrokenPipeError, OSError):
             console.print(prefix + line, markup=False, highlight=False, soft_wrap=True,
                           style="yellow" if ev.kind == "Warning" else None)
-
-
-OUTPUT_LINES = 12  # per container in a scenario's output; the rest is counted, never dropped silently
-
-
-def run_scenarios(names: list[str], opts: DemoOptions, console: Console | None = None) -> int:
-    """``cristack demo --scenario NAME`` (or ``all``): run workshop scenarios and show what to
-    find in their traces; with ``all``, one line per scenario."""
-    from cristack.harness import scenarios
-
-    summary = len(names) > 1
-    if console is None:
-        # One line per scenario stays one line in a pipe or a log: 80 columns there, unless $COLUMNS says otherwise.
-        console = make_console(pipe_width=80 if summary else PIPE_WIDTH)
-    failed = 0
-    views: list[tuple[str, TraceView]] = []
-    request = None
-    for name in names:
-        scenario = scenarios.load(name)
-        if not summary and not opts.quiet:
-            console.print(f"[bold]cristack demo --scenario {name}[/bold]: {scenario.title}")
-        say = (lambda _m: None) if summary or opts.quiet else (lambda m: console.print(m, highlight=False))
-        runs, finding = scenarios.run_scenario(name, say)
-        failed += not finding.ok
-        scenario_views = _finding_views(name, runs, finding)
-        views += scenario_views
-        for run in runs:
-            if request is None:
-                request = run.store.export_request()
-            else:
-                request.resource_spans.extend(run.store.export_request().resource_spans)
-        if summary:
-            # The trace ids would name traces in a sink that is gone: --html/--json keep them (below).
-            mark = "[green]OK[/green]     " if finding.ok else "[red]MISSING[/red]" if finding.checked else \
-                "[red]UNCHECKED[/red]"
-            console.print(f"{mark} {name:18s} {finding.summary}", highlight=False, no_wrap=True, overflow="ellipsis")
-            continue
-        for run in runs:
-            for key, lines in run.pod_logs.items():
-                for line in lines[:OUTPUT_LINES]:
-                    console.print(f"[{key}] {line}", markup=False, highlight=False)
-                if len(lines) > OUTPUT_LINES:
-                    console.print(f"[{key}] … {len(lines) - OUTPUT_LINES} more lines", markup=False,
-                                  highlight=False)
-        if not opts.quiet:
-            if finding.timeline:
-                print_timeline(console, finding.timeline)
-            console.rule("what to look at")
-            for title, view in scenario_views:
-                if view.trace_id in finding.trace_ids:
-                    print_trace(console, view, title, wide=opts.wide)
-        # One logical line (the terminal wraps it): a pipe or a log keeps the finding whole for grep.
-        said = "finding: " if finding.ok else "finding NOT seen: " if finding.checked else "no finding: "
-        console.print(said + finding.summary, highlight=False, soft_wrap=True)
-    if summary and not (opts.html_out or opts.json_out):
-        console.print("(the traces behind each line: --html FILE or --json FILE, or one scenario at a time)",
-                      highlight=False, no_wrap=True, overflow="ellipsis")
-    write_scenario_outputs(request, views, opts, console)
-    return 1 if failed else 0
-
-
-def _finding_views(name: str, runs: list, finding) -> list[tuple[str, TraceView]]:  # noqa: ANN001
-    """The traces a finding needs, as (title, view) in start order: its trees, then every sync on its timeline."""
-    wanted = list(dict.fromkeys([*finding.trace_ids, *(row.trace_id for row in finding.timeline)]))
-    out = []
-    for run in runs:
-        for trace_id in wanted:
-            spans = run.store.trace(trace_id)
-            if spans:
-                root = min(spans, key=lambda sp: sp.start)
-                label = f" ({root.attributes['k8s.pod.update_type']})" if "k8s.pod.update_type" in root.attributes \
-                    else ""
-                out.append((f"{name} · {root.service}: {root.name}{label} · trace {trace_id}", build(spans)))
-    return sorted(out, key=lambda tv: tv[1].start)
-
-
-def print_timeline(console: Console, rows: list) -> None:  # noqa: ANN001 - scenarios.SyncRow
-    """One line per syncPod trace of the exercise's pod: when (from the first), the start of its trace id, the
-    update type, and what the kubelet did (the error it stopped at, its CRI calls)."""
-    console.rule(f"every syncPod of pod {rows[0].pod}")
-    t0 = rows[0].start
-    uids = list(dict.fromkeys(row.uid for row in rows))
-    for row in rows:
-        what = f"✗ {row.error}" if row.error else "ok"
-        backoff = re.search(r"back-off (\S+)", row.message)
-        if backoff and row.error == "CrashLoopBackOff":
-            what += f" ({backoff.group(0)})"
-        pod = f" pod #{uids.index(row.uid) + 1}" if len(uids) > 1 else ""
-        calls = ", ".join(_squeeze(row.calls)) or "no CRI calls"
-        head = f"+{(row.start - t0) / 1e9:6.2f}s {row.trace_id[:8]} {row.update_type:6s}"
-        # Wrapped under the decision, never cut: the calls are the answer to "what did this sync do".
-        for line in textwrap.wrap(f"{head}{pod} {what}: {calls}", width=max(console.width, 40),
-                                  subsequent_indent=" " * (len(head) + 2), break_on_hyphens=False):
-            console.print(line, highlight=False, markup=False, no_wrap=True, overflow="ellipsis")
-
-
-def _squeeze(calls: list[str]) -> list[str]:
-    """Repeated neighbours counted: [ImageStatus, ImageStatus] -> [ImageStatus ×2]."""
-    out: list[str] = []
-    count = 0
-    for i, call in enumerate(calls):
-        count += 1
-        if i + 1 == len(calls) or calls[i + 1] != call:
-            out.append(call if count == 1 else f"{call} ×{count}")
-            count = 0
-    return out
-
-
-def write_scenario_outputs(request, views: list[tuple[str, TraceView]], opts: DemoOptions,  # noqa: ANN001
-                           console: Console) -> None:
-    """--json: every span the scenarios' runs received; --html: the traces each finding needs."""
-    if opts.json_out is not None and request is not None:
-        opts.json_out.write_text(otlpjson.dumps(request, indent=1))
-        spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-        console.print(f"wrote {opts.json_out} (OTLP JSON, {plural(spans, 'span')})", highlight=False)
-    if opts.html_out is not None:
-        opts.html_out.write_text(html_render.render(views, "cristack demo --scenario"))
-        console.print(f"wrote {opts.html_out} (self-contained HTML, {plural(len(views), 'trace')})", highlight=False)

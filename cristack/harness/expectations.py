@@ -1,8 +1,11 @@
-"""The one table of what a pod-start trace must contain: parent → child edges between
+"""The one table of what a pod-start trace must contain, per runtime: parent → child edges between
 (service, span name) pairs. Our sink tests, our Jaeger e2e tests, the pytest plugin and
 ``cristack check`` all read it; adding an expectation is one line.
 
-``when`` restricts an edge to a runtime type ("pod": through fake-conmon / conmon-rs).
+Which table is chosen by a *shape*: CRI-O's runtime types ``pod`` (through fake-conmon / conmon-rs) and
+``oci``, or ``containerd`` (fake-containerd and its shim; ``shape(runtime, runtime_type)`` says which). In CRI-O's
+table, ``when`` restricts an edge to one runtime type. A shim's service is ``containerd-shim-<sandbox id>``, one
+per pod: edges name it ``containerd-shim`` (``role``).
 """
 
 from __future__ import annotations
@@ -67,7 +70,58 @@ POD_START: tuple[Edge, ...] = (
 )
 
 
-def expected(runtime_type: str = "pod", edges: Iterable[Edge] = POD_START) -> list[Edge]:
+CTD_RS = "containerd.task.v3.Task/"
+SHIM = "containerd-shim"  # every containerd-shim-<sandbox id>
+
+
+def _ctd_cri(method: str) -> list[Edge]:
+    """kubelet CLIENT → containerd's otelgrpc SERVER span (containerd opens no interceptor span of its own)."""
+    return [Edge("kubelet", "syncPod", "kubelet", method), Edge("kubelet", method, "containerd", method)]
+
+
+def _shim_call(parent: str, method: str) -> list[Edge]:
+    """containerd's otelttrpc CLIENT span to the shim under ``parent``, and the shim's SERVER span under it."""
+    return [Edge("containerd", parent, "containerd", CTD_RS + method),
+            Edge("containerd", CTD_RS + method, SHIM, CTD_RS + method)]
+
+
+# containerd v2.4.2 (internal/cri/server, client/, core/runtime/v2) with the shim_tracing build of the shim, as
+# recorded in tests/data/real/containerd/ (spans-lifecycle-shimtracing.jsonl).
+CONTAINERD_POD_START: tuple[Edge, ...] = (
+    *_ctd_cri(RS + "RunPodSandbox"),
+    Edge("containerd", RS + "RunPodSandbox", "containerd", "cri.sandbox.run"),
+    Edge("containerd", "cri.sandbox.run", "containerd", "client.NewContainer"),
+    Edge("containerd", "client.NewContainer", "containerd", "metadata.containers.Create"),
+    Edge("containerd", "cri.sandbox.run", "containerd", "container.NewTask"),
+    *_shim_call("container.NewTask", "Create"),
+    Edge("containerd", "cri.sandbox.run", "containerd", "client.task.Start"),
+    *_shim_call("client.task.Start", "Start"),
+    *_ctd_cri(RS + "PodSandboxStatus"),
+    *_ctd_cri(IS + "ImageStatus"),
+    *_ctd_cri(RS + "CreateContainer"),
+    Edge("containerd", RS + "CreateContainer", "containerd", "client.NewContainer"),
+    *_ctd_cri(RS + "StartContainer"),
+    Edge("containerd", RS + "StartContainer", "containerd", "container.NewTask"),
+    Edge("containerd", RS + "StartContainer", "containerd", "client.task.Start"),
+)
+
+SHAPES = ("pod", "oci", "containerd")
+
+
+def shape(runtime: str = "crio", runtime_type: str = "pod") -> str:
+    """Which pod-start table a node's pods match: CRI-O's runtime type, or ``containerd``."""
+    return "containerd" if runtime == "containerd" else runtime_type
+
+
+def role(service: str) -> str:
+    """A service as the tables name it: a shim's ``containerd-shim-<sandbox id>`` is ``containerd-shim``."""
+    return SHIM if service.startswith(SHIM + "-") else service
+
+
+def expected(runtime_type: str = "pod", edges: Iterable[Edge] | None = None) -> list[Edge]:
+    """The edges a pod start of this shape has (``runtime_type``: pod, oci or containerd)."""
+    if edges is None:
+        edges = CONTAINERD_POD_START if runtime_type == "containerd" else POD_START
     return [e for e in edges if not e.when or e.when == runtime_type]
 
 
@@ -76,26 +130,26 @@ def expected_services(runtime_type: str = "pod") -> set[str]:
 
 
 def found_edges(spans: Iterable[Span]) -> set[Edge]:
-    """Every (parent service/name → child service/name) edge present in ``spans``."""
+    """Every (parent service/name → child service/name) edge present in ``spans``, services by ``role``."""
     spans = list(spans)
     by_id = {s.span_id: s for s in spans}
     out = set()
     for s in spans:
         parent = by_id.get(s.parent_span_id)
         if parent is not None:
-            out.add(Edge(parent.service, parent.name, s.service, s.name))
+            out.add(Edge(role(parent.service), parent.name, role(s.service), s.name))
     return out
 
 
 def check(spans: Iterable[Span], runtime_type: str = "pod",
-          edges: Iterable[Edge] = POD_START) -> list[tuple[Edge, bool]]:
+          edges: Iterable[Edge] | None = None) -> list[tuple[Edge, bool]]:
     """Each expected edge with whether the trace has it."""
     have = found_edges(spans)
     return [(e, Edge(e.parent_service, e.parent, e.child_service, e.child) in have)
             for e in expected(runtime_type, edges)]
 
 
-def diff(spans: Iterable[Span], runtime_type: str = "pod", edges: Iterable[Edge] = POD_START) -> str:
+def diff(spans: Iterable[Span], runtime_type: str = "pod", edges: Iterable[Edge] | None = None) -> str:
     """A readable report: expected edges with ✓/✗, then the edges the trace did have."""
     spans = list(spans)
     rows = check(spans, runtime_type, edges)

@@ -51,7 +51,8 @@ class LoadOptions:
     otlp_endpoint: str
     lifetime: float = 10.0  # seconds from a pod's manifest written to it removed
     interval: float = 5.0  # seconds between progress lines
-    runtime_type: str = "pod"
+    runtimes: tuple[str, ...] = ("crio",)  # dealt across the nodes round-robin
+    runtime_type: str = "pod"  # CRI-O's
     cluster_cidr: str = CLUSTER_CIDR
     node_cidr_mask: int = NODE_CIDR_MASK
     keep: bool = False
@@ -177,11 +178,12 @@ class Load:
 
     def __init__(self, opts: LoadOptions, base: Path) -> None:
         self.opts = opts
-        stack_opts = StackOptions(runtime_type=opts.runtime_type, otlp_endpoint=opts.otlp_endpoint, pod_events=True,
-                                  telemetry_stats=True)
+        stack_opts = StackOptions(runtime=opts.runtimes[0], runtime_type=opts.runtime_type,
+                                  otlp_endpoint=opts.otlp_endpoint, pod_events=True, telemetry_stats=True)
         for key, value in opts.stack.items():
             setattr(stack_opts, key, value)
-        self.cluster = Cluster(base, plan_nodes(opts.nodes, opts.cluster_cidr, opts.node_cidr_mask), stack_opts)
+        self.cluster = Cluster(base, plan_nodes(opts.nodes, opts.cluster_cidr, opts.node_cidr_mask), stack_opts,
+                               opts.runtimes)
         self.tracker = Tracker()
         self.created = 0
         self.t0 = 0.0
@@ -369,7 +371,8 @@ def run_load(opts: LoadOptions, out: Callable[[str], None] | None = None) -> int
         except Exception as err:  # noqa: BLE001 - a node that cannot start is reported, not a traceback
             print(f"cristack load: a node did not start: {err}", file=sys.stderr)
             return 1
-        emit(f"  nodes: {', '.join(f'{p.name} ({p.pod_cidr})' for p in load.cluster.plans)}; logs under {base} "
+        emit(f"  nodes: {', '.join(f'{p.name} ({p.pod_cidr}, {s.opts.runtime})' for p, s in load.cluster)}; "
+             f"logs under {base} "
              f"({'kept' if opts.keep else 'removed'} on exit); Ctrl-C stops early")
         try:
             if not load.run(Progress(load, emit)):

@@ -1,4 +1,5 @@
-"""Node plans: the names and pod CIDRs of several nodes, and which pod manifests each runs.
+"""Node plans: the names and pod CIDRs of several nodes, which pod manifests each runs, and the CRI runtimes a
+node can run.
 
 The pod CIDRs are cut the way kube-controller-manager's node IPAM does it (``--cluster-cidr`` split into
 ``--node-cidr-mask-size`` blocks); node ``i`` takes block ``i``, so a fleet whose nodes know their index
@@ -11,8 +12,18 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from cristack.wording import did_you_mean
+
+RUNTIMES = ("crio", "containerd")  # the CRI runtimes a node can run (cristack.harness.stack); the first is the default
 CLUSTER_CIDR = "10.244.0.0/16"  # kubeadm's and flannel's usual pod network
 NODE_CIDR_MASK = 24  # kube-controller-manager's default --node-cidr-mask-size for IPv4
+
+
+def check_runtime(name: str) -> str:
+    """``name`` if it is a runtime the harness runs; ValueError with the closest name otherwise."""
+    if name not in RUNTIMES:
+        raise ValueError(f"no runtime {name!r}{did_you_mean(name, RUNTIMES)} (known: {', '.join(RUNTIMES)})")
+    return name
 
 
 class ClusterError(ValueError):

@@ -154,6 +154,53 @@ def stop_children(grace: float = 2.0) -> list[int]:
     return pids
 
 
+def processes_under(under: Path, marker: str = "") -> list[int]:
+    """Processes of ours (not this one) whose working directory lies under ``under`` and whose command line holds
+    ``marker``: what a node left running in its base directory (a containerd shim works in its bundle)."""
+    root = under.resolve()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(f"/proc/{entry}/cwd"))
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:  # gone, or not ours
+            continue
+        if marker.encode() in cmdline and cwd.is_relative_to(root) and _running(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def stop_strays(under: Path, marker: str, grace: float = 10.0) -> list[int]:
+    """Stops what outlived the component that started it (``processes_under(under, marker)``: a containerd shim,
+    whose start command leaves it to PID 1): waits up to ``grace`` seconds for each to end by itself (a shim
+    whose fake-containerd died ends through its lifeline, stopping its containers), then SIGKILLs the rest and
+    whatever else still works under ``under`` (a killed shim's fork server, on its way out). Returns the pids
+    found first."""
+    found = processes_under(under, marker)
+    deadline = time.monotonic() + grace
+    while processes_under(under, marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(50):  # a few seconds at most: SIGKILL is not refused
+        left = processes_under(under)
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, which nobody of ours will reap, has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def find_tool(name: str) -> str | None:
     """A real tool (crictl, jaeger): ``.tools/bin`` of this checkout first, then PATH."""
     here = Path(__file__).resolve().parents[2] / ".tools" / "bin" / name

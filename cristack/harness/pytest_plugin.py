@@ -4,21 +4,26 @@
   ``CRISTACK_JAEGER_BIN``), or an external one from ``CRISTACK_JAEGER_QUERY_URL`` and
   ``CRISTACK_OTLP_ENDPOINT`` (for example one started by ``docker compose up``).
 - ``jaeger_factory``: fresh Jaeger instances for tests that stop or restart them.
-- ``cri_stack``: a factory that starts fake-conmon, fake-crio and fake-kubelet against an
-  endpoint, with options; everything it started is stopped afterwards.
+- ``cristack_runtime``: the CRI runtime the stacks below run: ``crio`` (fake-crio, fake-conmon; the default) or
+  ``containerd`` (fake-containerd and a shim per pod), chosen by ``--cristack-runtime`` or ``CRISTACK_RUNTIME``;
+  a test parametrized over ``cristack_runtime`` (``@pytest.mark.parametrize("cristack_runtime", RUNTIMES)``) runs
+  once on each.
+- ``cri_stack``: a factory that starts a node (fake-kubelet and the runtime) against an endpoint, with options;
+  everything it started is stopped afterwards.
 - ``expected_edges``: the table of parent → child edges a pod-start trace must have.
 - ``trace_backend``: where assertions read traces (``cristack.harness.backends``), chosen by
   ``--trace-backend sink|jaeger|file`` or ``CRISTACK_TRACE_BACKEND`` (default ``sink``); for ``file``,
   ``--trace-file``/``CRISTACK_TRACE_FILE`` names the Collector's file export and
   ``--trace-otlp-endpoint``/``CRISTACK_OTLP_ENDPOINT`` the Collector that writes it (without one, an
   embedded sink stands in for the Collector and writes the file as its ``file`` exporter does).
-- ``run_pod``: ``run_pod(manifest, runtime_type="pod")`` runs one pod through a fresh stack that sends
-  to ``trace_backend`` and returns the pod's uid (module-scoped, so a module can share one run).
+- ``run_pod``: ``run_pod(manifest, runtime_type="pod", runtime=None)`` runs one pod through a fresh stack that
+  sends to ``trace_backend`` and returns the pod's uid (module-scoped, so a module can share one run); the runtime
+  is ``--cristack-runtime``'s unless given.
 - ``assert_matches_snapshot``: ``assert_matches_snapshot(trace, path)`` compares a trace with a golden
   snapshot (``cristack.harness.snapshots``); ``--snapshot-update`` (or ``CRISTACK_SNAPSHOT_UPDATE=1``) rewrites it.
 
 A missing Jaeger binary skips with the reason, or fails when ``CI=true``. Waiting for a trace:
-``trace_backend.wait_for_trace(pod_start(runtime_type), match=pod_uid(uid))`` from
+``trace_backend.wait_for_trace(pod_start(runtime_type, runtime=...), match=pod_uid(uid))`` from
 ``cristack.harness.assertions``, which fails with what was still missing.
 """
 
@@ -30,11 +35,25 @@ from pathlib import Path
 
 import pytest
 
+from cristack.harness.nodeplan import RUNTIMES, check_runtime
+
 BACKENDS = ("sink", "jaeger", "file")
+
+
+def _runtime_option(text: str) -> str:
+    import argparse
+
+    try:
+        return check_runtime(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cristack", "cristack trace assertions")
+    group.addoption("--cristack-runtime", type=_runtime_option, default=None, metavar="NAME",
+                    help="the CRI runtime cri_stack and run_pod start: crio (default) or containerd "
+                         "(default: $CRISTACK_RUNTIME or crio)")
     group.addoption("--trace-backend", choices=BACKENDS, default=None,
                     help="where trace assertions read traces (default: $CRISTACK_TRACE_BACKEND or sink)")
     group.addoption("--trace-file", default=None, metavar="PATH",
@@ -99,18 +118,32 @@ def jaeger_factory(tmp_path: Path) -> Iterator[Callable]:
         j.stop()
 
 
+@pytest.fixture(scope="session")
+def cristack_runtime(request: pytest.FixtureRequest) -> str:
+    """The runtime ``cri_stack`` and ``run_pod`` start: ``--cristack-runtime``, ``$CRISTACK_RUNTIME``, or crio.
+    Parametrize a test over it to run it on both: ``@pytest.mark.parametrize("cristack_runtime", RUNTIMES)``."""
+    return _chosen_runtime(request.config)
+
+
+def _chosen_runtime(config: pytest.Config) -> str:
+    chosen = _option(config, "--cristack-runtime", "CRISTACK_RUNTIME") or "crio"
+    if chosen not in RUNTIMES:
+        raise pytest.UsageError(f"CRISTACK_RUNTIME={chosen!r}: use one of {', '.join(RUNTIMES)}")
+    return chosen
+
+
 @pytest.fixture
-def cri_stack(tmp_path: Path) -> Iterator[Callable]:
+def cri_stack(tmp_path: Path, cristack_runtime: str) -> Iterator[Callable]:
     """``cri_stack(otlp_endpoint=..., runtime_type="pod", **StackOptions)`` → a started
-    ``cristack.harness.stack.Stack`` (sockets: ``.crio_socket``, ``.conmon_socket``; logs:
-    ``.logs()``). Add manifests with ``stack.add_manifest(path)`` and start the kubelet with
-    ``stack.start_kubelet(runonce=...)``."""
+    ``cristack.harness.stack.Stack`` on ``cristack_runtime`` unless ``runtime=`` says otherwise (its CRI socket:
+    ``.cri_socket``; logs: ``.logs()``). Add manifests with ``stack.add_manifest(path)`` and start the kubelet
+    with ``stack.start_kubelet(runonce=...)``."""
     from cristack.harness.stack import Stack, StackOptions
 
     stacks = []
 
     def make(start_runtime: bool = True, **options):
-        opts = StackOptions(relist_period="0.2s", backoff_base="1s")
+        opts = StackOptions(runtime=cristack_runtime, relist_period="0.2s", backoff_base="1s")
         for key, value in options.items():
             if not hasattr(opts, key):
                 raise TypeError(f"cri_stack: unknown option {key!r}")
@@ -128,7 +161,8 @@ def cri_stack(tmp_path: Path) -> Iterator[Callable]:
 
 @pytest.fixture
 def expected_edges():
-    """``expected_edges(runtime_type)`` → the list of edges a pod-start trace must contain."""
+    """``expected_edges(runtime_type)`` → the list of edges a pod-start trace must contain (``"containerd"`` for
+    fake-containerd's)."""
     from cristack.harness.expectations import expected
 
     return expected
@@ -177,17 +211,22 @@ def trace_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="module")
-def run_pod(trace_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable]:
-    """``run_pod(manifest=None, runtime_type="pod", timeout=60, **StackOptions) -> uid``: one pod (default
-    the shipped hello pod) through a fresh stack sending to ``trace_backend``; the kubelet runs once and
-    the stack is stopped (so every span is flushed) before it returns."""
+def run_pod(trace_backend, tmp_path_factory: pytest.TempPathFactory,
+            request: pytest.FixtureRequest) -> Iterator[Callable]:
+    """``run_pod(manifest=None, runtime_type="pod", timeout=60, runtime=None, **StackOptions) -> uid``: one pod
+    (default the shipped hello pod) through a fresh stack sending to ``trace_backend``, on ``runtime`` (default
+    ``--cristack-runtime``'s); the kubelet runs once and the stack is stopped (so every span is flushed) before it
+    returns."""
     from cristack.harness.stack import Stack, StackOptions, example
 
-    def run(manifest: Path | None = None, runtime_type: str = "pod", timeout: float = 60.0, **options) -> str:
+    default = _chosen_runtime(request.config)
+
+    def run(manifest: Path | None = None, runtime_type: str = "pod", timeout: float = 60.0, runtime: str | None = None,
+            **options) -> str:
         if trace_backend.otlp_endpoint is None:
             raise pytest.UsageError(f"{trace_backend}: no OTLP endpoint to send the stack's spans to")
-        opts = StackOptions(runtime_type=runtime_type, otlp_endpoint=trace_backend.otlp_endpoint,
-                            relist_period="0.2s", pull_latency_ms=1)
+        opts = StackOptions(runtime=runtime or default, runtime_type=runtime_type,
+                            otlp_endpoint=trace_backend.otlp_endpoint, relist_period="0.2s", pull_latency_ms=1)
         for key, value in options.items():
             if not hasattr(opts, key):
                 raise TypeError(f"run_pod: unknown option {key!r}")

@@ -4,13 +4,13 @@ the clock, so that a loaded machine changes how long a scenario takes, never wha
 A condition is one line in scenario.toml (an action's ``after``, the scenario's ``until``):
 
     pod-start POD       the sink holds POD's start trace (its first syncPod), complete: every span and edge
-                        cristack.harness.expectations lists for the run's runtime type
+                        cristack.harness.expectations lists for the run's runtime (and CRI-O's runtime type)
     sync POD WORD [N]   the sink holds (N, default 1) syncPod traces of POD that stopped at the error WORD
                         (ImagePullBackOff) or made the CRI call WORD (StartContainer)
     spans NAME [N]      the sink holds at least N (default 1) spans called NAME
     exited POD          the kubelet has seen a container of POD exit (its ContainerExited pod event): a sync
                         after the one that started it, which has ended (a pod's syncs run one at a time)
-    exports-failed N    the kubelet's and crio's span exports have each failed N more times since the condition
+    exports-failed N    the kubelet's and the runtime's span exports have each failed N more times since the condition
                         began to be waited for (their telemetry stats): with N = 3, what they held then is lost
     exports-sent N      ... have each succeeded N more times: they reach the collector again
 
@@ -28,7 +28,6 @@ from cristack.harness.sink.store import Span, SpanStore
 from cristack.harness.stack import Stack, StackOptions
 
 CONTAINER_EXITED = "ContainerExited"  # fake-kubelet's own event reason (fake_kubelet/events.py)
-EXPORTERS = ("kubelet", "crio")  # the components whose exports run all the time (the kubelet's relists)
 
 # kind -> the words after it; a trailing "[N]" is an optional count (default 1)
 FORMS = {"pod-start": ("POD",), "sync": ("POD", "WORD", "[N]"), "spans": ("NAME", "[N]"), "exited": ("POD",),
@@ -61,11 +60,12 @@ def parse(text: str) -> Condition:
 
 @dataclass
 class Progress:
-    """What a condition looks at: a scenario run's spans so far, its stack, its runtime type."""
+    """What a condition looks at: a scenario run's spans so far, its stack, the shape of its pod starts (CRI-O's
+    runtime type pod or oci, or containerd: ``cristack.harness.expectations``)."""
 
     store: SpanStore
     stack: Stack
-    runtime_type: str
+    shape: str
 
 
 def needs(conditions: list[Condition], opts: StackOptions) -> None:
@@ -101,7 +101,7 @@ def _syncs(store: SpanStore, pod: str, update_type: str | None = None) -> list[l
 
 
 def _pod_started(run: Progress, pod: str) -> bool:
-    shape = pod_start(run.runtime_type)
+    shape = pod_start(run.shape)
     return any(not shape.missing(t) for t in _syncs(run.store, pod, "create"))
 
 
@@ -135,16 +135,18 @@ class _Exports:
         self.stack = stack
         self.times = times
         self.count = count
+        # The components whose exports run all the time (the kubelet's relists, the runtime's answers to them).
+        self.exporters = ("kubelet", stack.opts.runtime)
         self.last = self._counts()
-        self.grew = dict.fromkeys(EXPORTERS, 0)
+        self.grew = dict.fromkeys(self.exporters, 0)
 
     def _counts(self) -> dict[str, int]:
         stats = self.stack.export_stats()
-        return {name: getattr(stats[name], self.count) if name in stats else 0 for name in EXPORTERS}
+        return {name: getattr(stats[name], self.count) if name in stats else 0 for name in self.exporters}
 
     def __call__(self) -> bool:
         now = self._counts()
-        for name in EXPORTERS:
+        for name in self.exporters:
             if now[name] > self.last[name]:
                 self.grew[name] += 1
         self.last = now

@@ -9,11 +9,16 @@ A scenario's ``scenario.toml``:
     mode = "runonce" | "timed"        # run the pods to completion, or until `until` holds (at most duration_s)
     duration_s = 30
     until = "spans wait_for_exit_code 6"  # a condition (cristack.harness.scenario_conditions), after every action
-    runtime_types = ["pod"]           # each runs once; oci-vs-pod lists both
+    runtimes = ["crio", "containerd"] # the runtimes it makes sense on; the first is its own (default ["crio"])
+    runtime_types = ["pod"]           # CRI-O's: each runs once; oci-vs-pod lists both
+    [not_for]                         # why not on another runtime (`--scenario all --runtime NAME` says it)
+    containerd = "..."
+    [containerd]                      # what differs on a runtime: until, duration_s
+    until = "spans containerd.task.v3.Task/Exec 2"
     kubelet_sampling = 1000000        # samplingRatePerMillion
     crio_sampling = 1000000           # tracing_sampling_rate_per_million
     backoff_base = "10s"
-    faults = "faults.toml"            # mock-only fault injection for fake-crio
+    faults = "faults.toml"            # mock-only fault injection for fake-crio (CRI-O only)
     pull_bandwidth_mbps = 0           # mock-only: simulated registry bandwidth
     pods = 1                          # copies of each manifest (with distinct names)
     [[action]]                        # changes, in file order: replace-manifest, add-manifest, stop-sink, start-sink
@@ -32,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,8 +46,10 @@ import yaml
 
 from cristack.config.durations import parse_duration
 from cristack.config.tomlconf import read_toml
+from cristack.harness import expectations
 from cristack.harness.jaeger import free_ports
 from cristack.harness.keptlogs import KeptLogs
+from cristack.harness.nodeplan import RUNTIMES
 from cristack.harness.procs import Proc
 from cristack.harness.scenario_conditions import Condition, Progress, needs, watch
 from cristack.harness.scenario_conditions import parse as parse_condition
@@ -50,8 +57,10 @@ from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import Span, SpanStore
 from cristack.harness.stack import Stack, StackOptions, example
 from cristack.wire.errors import ConfigError
+from cristack.wording import did_you_mean
 
 ACTIONS = ("replace-manifest", "add-manifest", "stop-sink", "start-sink")
+PER_RUNTIME = ("until", "duration_s")  # what a [RUNTIME] table of scenario.toml may change
 
 
 @dataclass
@@ -70,6 +79,9 @@ class Scenario:
     title: str
     mode: str = "runonce"
     duration_s: float = 10.0
+    runtimes: list[str] = field(default_factory=lambda: ["crio"])  # the first is the scenario's own
+    not_for: dict[str, str] = field(default_factory=dict)  # runtime -> why the scenario does not run there
+    per_runtime: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> PER_RUNTIME keys it changes
     runtime_types: list[str] = field(default_factory=lambda: ["pod"])
     kubelet_sampling: int = 1_000_000
     crio_sampling: int = 1_000_000
@@ -84,6 +96,30 @@ class Scenario:
     @property
     def manifests(self) -> list[Path]:
         return sorted((self.dir / "manifests").glob("*.yaml"))
+
+    def check_runtime(self, runtime: str) -> None:
+        """NotForRuntime, saying why, when the scenario does not run on ``runtime``."""
+        if runtime not in self.runtimes:
+            why = self.not_for.get(runtime, "its scenario.toml does not list it in runtimes")
+            raise NotForRuntime(runtime, f"scenario {self.name} is not for {runtime}: {why} "
+                                         f"(it runs on {', '.join(self.runtimes)})")
+
+    def on(self, runtime: str) -> Scenario:
+        """The scenario as it runs on ``runtime``: its ``[runtime]`` table's keys over the others."""
+        changes = self.per_runtime.get(runtime, {})
+        return replace(self, **{k: v for k, v in changes.items()})
+
+    def runtime_types_on(self, runtime: str) -> list[str]:
+        """CRI-O's runtime types to run it under; one run on containerd, which has none."""
+        return self.runtime_types if runtime == "crio" else ["pod"]
+
+
+class NotForRuntime(ValueError):
+    """A scenario asked of a runtime it does not make sense on; the message says why."""
+
+    def __init__(self, runtime: str, message: str) -> None:
+        super().__init__(message)
+        self.runtime = runtime
 
 
 def scenarios_dir() -> Path:
@@ -101,11 +137,25 @@ def load(name: str, root: Path | None = None) -> Scenario:
     if not path.is_file():
         raise ConfigError(str(path), "", f"no scenario {name!r} (known: {', '.join(names(root))})")
     doc = read_toml(path)
-    known = {"title", "mode", "duration_s", "runtime_types", "kubelet_sampling", "crio_sampling", "backoff_base",
-             "faults", "pull_bandwidth_mbps", "pods", "action", "kata", "until"}
+    known = {"title", "mode", "duration_s", "runtimes", "not_for", "runtime_types", "kubelet_sampling",
+             "crio_sampling", "backoff_base", "faults", "pull_bandwidth_mbps", "pods", "action", "kata", "until",
+             *RUNTIMES}
     for key in doc:
         if key not in known:
-            raise ConfigError(str(path), key, "unknown key")
+            raise ConfigError(str(path), key, f"unknown key{did_you_mean(key, known)}")
+    runtimes = doc.get("runtimes", ["crio"])
+    if not isinstance(runtimes, list) or not runtimes or not all(r in RUNTIMES for r in runtimes):
+        raise ConfigError(str(path), "runtimes", f"expected a list of {' and '.join(RUNTIMES)}")
+    per_runtime: dict[str, dict[str, Any]] = {}
+    for runtime in RUNTIMES:
+        table = doc.get(runtime, {})
+        if not isinstance(table, dict) or any(k not in PER_RUNTIME for k in table):
+            raise ConfigError(str(path), runtime, f"a table of {', '.join(PER_RUNTIME)}")
+        per_runtime[runtime] = {k: (_condition(path, f"{runtime}.until", v) if k == "until" else float(v))
+                                for k, v in table.items()}
+    not_for = doc.get("not_for", {})
+    if not isinstance(not_for, dict) or any(k not in RUNTIMES or not isinstance(v, str) for k, v in not_for.items()):
+        raise ConfigError(str(path), "not_for", "a table of runtime = \"why not\"")
     if doc.get("mode", "runonce") not in ("runonce", "timed"):
         raise ConfigError(str(path), "mode", "expected runonce or timed")
     actions = []
@@ -122,7 +172,8 @@ def load(name: str, root: Path | None = None) -> Scenario:
     faults = doc.get("faults")
     return Scenario(
         name=name, dir=path.parent, title=str(doc.get("title", name)), mode=doc.get("mode", "runonce"),
-        duration_s=float(doc.get("duration_s", 10)), runtime_types=list(doc.get("runtime_types", ["pod"])),
+        duration_s=float(doc.get("duration_s", 10)), runtimes=list(runtimes), not_for=dict(not_for),
+        per_runtime=per_runtime, runtime_types=list(doc.get("runtime_types", ["pod"])),
         kubelet_sampling=int(doc.get("kubelet_sampling", 1_000_000)),
         crio_sampling=int(doc.get("crio_sampling", 1_000_000)), backoff_base=str(doc.get("backoff_base", "10s")),
         faults=path.parent / faults if faults else None,
@@ -148,6 +199,12 @@ class Run:
     logs: dict[str, str]
     kubelet_rc: int | None
     pod_logs: dict[str, list[str]] = field(default_factory=dict)
+    runtime: str = "crio"
+
+    @property
+    def shape(self) -> str:
+        """The pod-start shape of this run's traces (``cristack.harness.expectations``): pod, oci or containerd."""
+        return expectations.shape(self.runtime, self.runtime_type)
 
     def spans(self) -> list[Span]:
         return self.store.spans()
@@ -192,13 +249,13 @@ def backoff_max(scenario: Scenario) -> str:
     return f"{base * REAL_BACKOFF_MAX_S / REAL_BACKOFF_BASE_S:g}s"
 
 
-def stack_options(scenario: Scenario, runtime_type: str, otlp_endpoint: str) -> StackOptions:
+def stack_options(scenario: Scenario, runtime_type: str, otlp_endpoint: str, runtime: str = "crio") -> StackOptions:
     crio_args = []
     if scenario.faults is not None:
         crio_args += ["--faults", str(scenario.faults)]
     if scenario.pull_bandwidth_mbps:
         crio_args += ["--pull-bandwidth-mbps", str(scenario.pull_bandwidth_mbps)]
-    opts = StackOptions(runtime_type=runtime_type, otlp_endpoint=otlp_endpoint, relist_period="0.2s",
+    opts = StackOptions(runtime=runtime, runtime_type=runtime_type, otlp_endpoint=otlp_endpoint, relist_period="0.2s",
                         backoff_base=scenario.backoff_base, backoff_max=backoff_max(scenario), gc_period="1s",
                         file_check_frequency="0.2s",
                         crio_sampling_per_million=scenario.crio_sampling,
@@ -208,14 +265,17 @@ def stack_options(scenario: Scenario, runtime_type: str, otlp_endpoint: str) -> 
     return opts
 
 
-def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = lambda _: None) -> Run:
-    """Runs one scenario once under one runtime type and returns what came back."""
+def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = lambda _: None,
+        runtime: str = "crio") -> Run:
+    """Runs one scenario once on one runtime (under one of CRI-O's runtime types) and returns what came back."""
+    scenario.check_runtime(runtime)
+    scenario = scenario.on(runtime)
     grpc_port, http_port = free_ports(2)
     store = SpanStore()
     sink = Sink(store)
     sink.start(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}")
     base = Path(tempfile.mkdtemp(prefix=f"cristack-{scenario.name}-"))
-    stack = Stack(base, stack_options(scenario, runtime_type, f"127.0.0.1:{grpc_port}"))
+    stack = Stack(base, stack_options(scenario, runtime_type, f"127.0.0.1:{grpc_port}", runtime))
     _copy_manifests(scenario, stack.manifests)
     kept = KeptLogs(stack.pod_logs, base / "kept-logs")  # the kubelet deletes the logs of what it removes
     forwarder = None
@@ -228,7 +288,7 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
             nonlocal sink
             sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
 
-        rc = _drive(scenario, Progress(store, stack, runtime_type), kubelet, act, say, tick=kept.sweep)
+        rc = _drive(scenario, Progress(store, stack, stack.shape), kubelet, act, say, tick=kept.sweep)
         pod_logs = kept.lines()
         # Every component exports what it holds before it exits, and the sink stores a request before it
         # answers: once they have stopped, their spans are in the store. The agents' last frames went to the
@@ -236,7 +296,7 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
         stack.stop()
         if forwarder is not None:
             forwarder.stop()
-        return Run(scenario, runtime_type, store, stack.logs(), rc, pod_logs)
+        return Run(scenario, runtime_type, store, stack.logs(), rc, pod_logs, runtime)
     finally:
         stack.stop()
         if sink is not None:
@@ -404,10 +464,14 @@ def children(trace: list[Span], parent: Span) -> list[Span]:
     return [s for s in trace if s.parent_span_id == parent.span_id]
 
 
-def run_scenario(name: str, say: Callable[[str], None] = lambda _: None) -> tuple[list[Run], Finding]:
-    """Runs scenario ``name`` once per runtime type and checks its finding on the runs."""
+def run_scenario(name: str, say: Callable[[str], None] = lambda _: None,
+                 runtime: str | None = None) -> tuple[list[Run], Finding]:
+    """Runs scenario ``name`` on ``runtime`` (default: the scenario's own, the first it lists), once per runtime
+    type there, and checks its finding on the runs. NotForRuntime when the scenario does not run there."""
     scenario = load(name)
-    runs = [run(scenario, rt, say=say) for rt in scenario.runtime_types]
+    runtime = runtime or scenario.runtimes[0]
+    scenario.check_runtime(runtime)
+    runs = [run(scenario, rt, say=say, runtime=runtime) for rt in scenario.runtime_types_on(runtime)]
     return runs, find(scenario, runs)
 
 

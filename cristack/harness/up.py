@@ -22,7 +22,7 @@ from rich.console import Console
 
 from cristack.harness import podevents
 from cristack.harness.cluster import Cluster
-from cristack.harness.demo import DemoOptions, print_event, stack_context, start_lines
+from cristack.harness.demo import DemoOptions, check_mix, print_event, stack_context, start_lines
 from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK, NodePlan, node_cidr, plan_nodes
 from cristack.harness.procs import Cleanup, run_with_cleanup, stop_children
 from cristack.harness.sink.receiver import Sink
@@ -41,7 +41,9 @@ class UpOptions:
     """What ``cristack up`` was asked for."""
 
     manifests: Path | None = None  # one node: its static pod dir; N nodes: DIR/<node name> each
-    runtime_type: str = "pod"
+    # One for every node, or several dealt across the nodes round-robin; none named: crio, or a scenario's own.
+    runtimes: tuple[str, ...] = ()
+    runtime_type: str = "pod"  # CRI-O's
     otlp_endpoint: str | None = None  # None: the embedded sink
     otlp_port: int = 0
     http_port: int = 0
@@ -59,8 +61,13 @@ class UpOptions:
 
 
 def node_plans(opts: UpOptions) -> list[NodePlan]:
-    """The nodes to start. One node keeps the machine's hostname and CRI-O's default pod network unless it is
-    named or indexed; N nodes are node-1..node-N with blocks 1..N of the cluster CIDR."""
+    """The nodes to start. One node keeps the machine's hostname and its runtime's default pod network unless it
+    is named or indexed; N nodes are node-1..node-N with blocks 1..N of the cluster CIDR."""
+    check_mix(opts.runtimes, opts.nodes)
+    if opts.scenario is not None:
+        if len(opts.runtimes) > 1:
+            raise UpError("--scenario runs on one runtime: --runtime crio or --runtime containerd")
+        opts.scenario.check_runtime(runtime_of(opts))
     if opts.nodes == 1:
         cidr = None if opts.node_index is None else node_cidr(opts.node_index, opts.cluster_cidr, opts.node_cidr_mask)
         if cidr is None and (opts.cluster_cidr != CLUSTER_CIDR or opts.node_cidr_mask != NODE_CIDR_MASK):
@@ -70,6 +77,13 @@ def node_plans(opts: UpOptions) -> list[NodePlan]:
         raise UpError(f"--node-name and --node-index describe one node; --nodes {opts.nodes} names its nodes "
                       f"node-1..node-{opts.nodes} and gives node i block i of --cluster-cidr")
     return plan_nodes(opts.nodes, opts.cluster_cidr, opts.node_cidr_mask)
+
+
+def runtime_of(opts: UpOptions) -> str:
+    """The (first) runtime named, or the scenario's own, or crio."""
+    if opts.runtimes:
+        return opts.runtimes[0]
+    return opts.scenario.runtimes[0] if opts.scenario is not None else "crio"
 
 
 def run_up(opts: UpOptions, console: Console | None = None) -> int:
@@ -83,10 +97,10 @@ def _stack_options(opts: UpOptions, endpoint: str) -> StackOptions:
     if opts.scenario is not None:
         from cristack.harness.scenarios import stack_options
 
-        options = stack_options(opts.scenario, opts.runtime_type, endpoint)
+        options = stack_options(opts.scenario.on(runtime_of(opts)), opts.runtime_type, endpoint, runtime_of(opts))
         options.relist_period, options.file_check_frequency = "1s", "1s"
     else:
-        options = StackOptions(runtime_type=opts.runtime_type, otlp_endpoint=endpoint)
+        options = StackOptions(runtime=runtime_of(opts), runtime_type=opts.runtime_type, otlp_endpoint=endpoint)
     options.pod_events = True
     for key, value in stack_context(opts.parent).items():
         setattr(options, key, value)
@@ -137,7 +151,7 @@ def _run_up(opts: UpOptions, console: Console, cleanup: Cleanup) -> int:
     else:
         cleanup.append(lambda: shutil.rmtree(base, ignore_errors=True))
     cleanup.append(stop_children)  # after the stack's own stop: anything whose handle a signal cut off
-    cluster = Cluster(base, plans, _stack_options(opts, endpoint))
+    cluster = Cluster(base, plans, _stack_options(opts, endpoint), opts.runtimes)
     dirs = _place_manifests(opts, cluster)
     if opts.scenario is not None:
         console.print(f"scenario {opts.scenario.name}: {opts.scenario.title} (see {opts.scenario.dir / 'README.md'})")
@@ -149,17 +163,17 @@ def _run_up(opts: UpOptions, console: Console, cleanup: Cleanup) -> int:
         err.print(f"cristack up: {e}")
         return 1
     several = len(plans) > 1
-    what = f"{len(plans)} nodes ({plans[0].name}..{plans[-1].name})" if several else "kubelet, crio and conmon"
-    console.print(f"[bold]cristack up[/bold]: {what} running (runtime type {opts.runtime_type})")
+    what = f"{len(plans)} nodes ({plans[0].name}..{plans[-1].name}) running: " if several else "running "
+    console.print(f"[bold]cristack up[/bold]: {what}{cluster.describe()}", highlight=False)
     if several:
         console.print(f"  drop pod manifests into: {dirs[0].parent}/<node> (one directory per node)", soft_wrap=True)
         for plan, stack in cluster:
-            console.print(f"  {plan.name}: pod CIDR {plan.pod_cidr}, CRI endpoint {stack.crio_endpoint}",
+            console.print(f"  {plan.name}: pod CIDR {plan.pod_cidr}, CRI endpoint {stack.cri_endpoint}",
                           soft_wrap=True, highlight=False)
     else:
         stack = cluster.stacks[0]
         console.print(f"  drop pod manifests into: {stack.manifests}")
-        console.print(f"  CRI endpoint:            {stack.crio_endpoint}")
+        console.print(f"  CRI endpoint:            {stack.cri_endpoint}")
         if plans[0].name is not None:
             console.print(f"  node:                    {plans[0].name}"
                           + (f" (pod CIDR {plans[0].pod_cidr})" if plans[0].pod_cidr else ""), highlight=False)

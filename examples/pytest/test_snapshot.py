@@ -12,7 +12,7 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 @pytest.fixture(scope="module")
 def trace(run_pod, trace_backend):
-    uid = run_pod()
+    uid = run_pod(runtime="crio")  # the snapshot is of CRI-O's trace, whatever --cristack-runtime says
     return trace_backend.wait_for_trace(pod_start("pod"), match=pod_uid(uid), timeout=60)
 
 

@@ -34,6 +34,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry import trace
 
 from cristack.files import write_atomic
+from cristack.lifeline import LIFELINE_ENV
 from cristack.otel.ttrpctrace import client_interceptor
 from cristack.pyexec import module_argv
 from cristack.wire.errors import FailedPrecondition, Internal, NotFound, Unavailable
@@ -164,6 +165,7 @@ class ShimManager:
     shim_tracing: bool = True
     env: Mapping[str, str] = field(default_factory=dict)  # containerd's environment (OTEL_* inherited)
     provider: trace.TracerProvider = field(default_factory=trace.NoOpTracerProvider)
+    lifeline: int | None = None  # the read end of this daemon's lifeline, handed to every shim (mock-only)
     tasks: dict[str, ShimTask] = field(default_factory=dict)
 
     def bundle(self, task_id: str) -> Path:
@@ -182,6 +184,8 @@ class ShimManager:
                "GRPC_ADDRESS": self.grpc_address, "NAMESPACE": self.namespace}
         if not self.shim_tracing:
             env[SHIM_TRACING_ENV] = "0"
+        if self.lifeline is not None:
+            env[LIFELINE_ENV] = str(self.lifeline)
         return env
 
     async def _run_start(self, task_id: str, bundle: Path, options: Message | None) -> bootstrap_pb2.BootstrapResult:
@@ -195,7 +199,8 @@ class ShimManager:
             params.extensions.add().value.Pack(options)
         proc = await asyncio.create_subprocess_exec(
             *self._command(task_id), cwd=bundle, env=self._shim_env(), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            pass_fds=() if self.lifeline is None else (self.lifeline,))
         try:
             out, err = await asyncio.wait_for(proc.communicate(params.SerializeToString()), START_TIMEOUT_S)
         except asyncio.TimeoutError:

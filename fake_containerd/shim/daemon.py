@@ -4,7 +4,8 @@ It serves containerd.task.v3.Task on the socket its start command bound (inherit
 inherits it as fd 3), publishes events to containerd's ttrpc address, and exits once Shutdown finds it
 empty or on SIGTERM/SIGINT: the server stops accepting, running calls answer (so Shutdown's own answer
 goes out), queued events are sent (2 s at most), the containers left are killed, spans flushed, the
-socket removed.
+socket removed. Mock-only, the same happens when the fake-containerd that started it is gone, if it asked
+its shims to end with it (``[cristack] shim_lifeline``: a lifeline pipe, ``cristack.lifeline``).
 
 Tracing: containerd's release build of the shim exports nothing; built with ``-tags shim_tracing`` it
 chains otelttrpc's server interceptor (SERVER spans parented by containerd's CLIENT spans through the
@@ -34,6 +35,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from cristack.containers.monitor import Monitor
+from cristack.lifeline import inherited_lifeline, watch_lifeline
 from cristack.otel.gosdk import env_provider
 from cristack.otel.ttrpctrace import chain_server, server_interceptor
 from cristack.wire.endpoints import default_runtime_dir, private_dir
@@ -125,6 +127,13 @@ async def run(namespace: str, instance_id: str, socket_path: str = "") -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stopping.set)
+    lifeline = inherited_lifeline()
+    if lifeline is not None:  # mock-only: containerd asked its shims to end with it (its [cristack] shim_lifeline)
+        def containerd_gone() -> None:
+            log.warning("containerd is gone (its lifeline closed): stopping, and the containers with me")
+            daemon.stopping.set()
+
+        watch_lifeline(lifeline, containerd_gone)
     sock = inherited_socket()
     address_path: Path | None = None
     if sock is not None:

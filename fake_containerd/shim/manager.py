@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from google.protobuf.message import DecodeError
 
+from cristack.lifeline import inherited_lifeline
 from cristack.pyexec import module_argv
 from cristack.wire.endpoints import MAX_UNIX_PATH, default_runtime_dir, private_dir, serving
 from cristack.wire.endpoints import parse_endpoint as _parse
@@ -121,7 +122,10 @@ def start(flags: Flags, stdin: BinaryIO, cwd: Path) -> bootstrap_pb2.BootstrapRe
                            "-id", params.instance_id, "-address", params.containerd_grpc_address)
         if params.log_level <= bootstrap_pb2.LOG_LEVEL_DEBUG:
             argv.append("-debug")
-        subprocess.Popen(argv, cwd=cwd, env=env, pass_fds=(listener.fileno(),), start_new_session=True,
+        # containerd's lifeline (a mock-only wish, fake_containerd/runtime/shim.py) goes on to the serving process.
+        lifeline = inherited_lifeline()
+        keep = (listener.fileno(),) if lifeline is None else (listener.fileno(), lifeline)
+        subprocess.Popen(argv, cwd=cwd, env=env, pass_fds=keep, start_new_session=True,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=_shim_log(cwd))
     except BaseException:
         path.unlink(missing_ok=True)

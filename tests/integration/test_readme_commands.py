@@ -63,6 +63,13 @@ PLAN: dict[str, Plan] = {
         Plan("not-run", why="its [--speed] is optional syntax and it needs a collector on :4317; "
                             "tests/e2e/test_replay.py replays a demo recording to a real Jaeger"),
     ".venv/bin/cristack up --manifests ./pods": Plan("serve", ["Ctrl-C stops everything"]),
+    ".venv/bin/cristack demo --runtime containerd":
+        Plan("run", ["fake-kubelet → fake-containerd → shim (runtime containerd)", "[hello/hello] hi",
+                     "containerd.task.v3.Task/Create", "containerd-shim-"]),
+    ".venv/bin/cristack up --runtime containerd --manifests ./pods":
+        Plan("serve", ["running fake-kubelet → fake-containerd → shim", "Ctrl-C stops everything"]),
+    ".venv/bin/cristack demo --scenario hello --runtime containerd":
+        Plan("run", ["finding: one syncPod trace of", "across kubelet, containerd and the pod's shim"]),
     ".venv/bin/cristack up --nodes 3 --manifests ./pods": Plan("serve", ["node-3: pod CIDR 10.244.3.0/24"]),
     ".venv/bin/cristack demo --nodes 2 --spread --pod a.yaml --pod b.yaml":
         Plan("run", ["running a.yaml on node-1", "running b.yaml on node-2", "default/b on node-2 start: "]),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from cristack.harness import scenarios
 from cristack.harness.procs import component_argv
 
@@ -22,14 +24,16 @@ def test_the_documented_scenarios_exist():
 # Every scenario's finding is checked where the workshop guide runs it (test_workshop_guide.py): one run each.
 
 
-def test_crashloop_backoff_doubles_from_the_span_timestamps():
+@pytest.mark.parametrize("runtime", ["crio", "containerd"])
+def test_crashloop_backoff_doubles_from_the_span_timestamps(runtime: str):
     """The kubelet restarts at once after the first crash, then waits a back-off counted from each exit that is
     exactly twice the one before (0.4 s, 0.8 s, 1.6 s, 3.2 s in the scenario: 10 s ... 300 s scaled by 1/25). Read
     from the spans alone, as order and causality (the finding's checks, examples/scenarios/crashloop/finding.py):
-    each restart's CreateContainer comes no sooner than the exit (the exit file conmonrs wrote) plus the window,
-    and every sync the kubelet refused began inside the window, saying its delay; how late a restart comes is
-    the machine's business, not the test's."""
-    runs, finding = scenarios.run_scenario("crashloop")
+    each restart's CreateContainer comes no sooner than the exit (the exit file conmonrs wrote, or on containerd
+    the container's task.Wait) plus the window, and every sync the kubelet refused began inside the window, saying
+    its delay; how late a restart comes is the machine's business, not the test's."""
+    runs, finding = scenarios.run_scenario("crashloop", runtime=runtime)
+    assert runs[0].runtime == runtime
     assert finding.details["starts"] == 6, f"the run ends at the sixth exit: {finding.summary}"
     assert [line for lines in runs[0].pod_logs.values() for line in lines] == ["starting"] * 6
     windows = finding.details["windows"]

@@ -12,6 +12,7 @@ import pytest
 from cristack.harness import scenario_conditions as sc
 from cristack.harness import scenarios
 from cristack.harness.sink.store import Event, Span
+from cristack.harness.stack import StackOptions
 from cristack.otel.telemetry import ExportStats
 from cristack.wire.errors import ConfigError
 
@@ -50,6 +51,7 @@ class Store:
 class FakeStack:
     events_file: Path
     stats: list[dict[str, ExportStats]] = field(default_factory=list)  # one per read, the last repeated
+    opts: StackOptions = field(default_factory=StackOptions)  # the runtime whose exports count: crio
 
     def export_stats(self) -> dict[str, ExportStats]:
         return self.stats.pop(0) if len(self.stats) > 1 else self.stats[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from cristack.harness import demo, scenarios
+from cristack.harness import demo, demo_scenarios, scenarios
 from cristack.harness.sink.store import SpanStore
 from cristack.wire.errors import ConfigError
 
@@ -67,9 +67,10 @@ def test_demo_says_unchecked_for_a_scenario_without_a_finding(tmp_path: Path, mo
     new_scenario(tmp_path, "seen", SAYS.replace("{name}", "seen"))
     monkeypatch.setattr(scenarios, "scenarios_dir", lambda: tmp_path)
     # No stack: an empty run stands in, the report of the finding is the point.
-    monkeypatch.setattr(scenarios, "run", lambda scenario, rt, say: scenarios.Run(scenario, rt, SpanStore(), {}, 0))
+    monkeypatch.setattr(scenarios, "run", lambda scenario, rt, say, runtime: scenarios.Run(scenario, rt, SpanStore(),
+                                                                                             {}, 0, runtime=runtime))
     console = Console(width=80, record=True)
-    rc = demo.run_scenarios(["brand-new", "seen"], demo.DemoOptions(), console)
+    rc = demo_scenarios.run_scenarios(["brand-new", "seen"], demo.DemoOptions(), console)
     lines = console.export_text().splitlines()
     assert rc == 1
     assert lines[0].split(None, 2)[:2] == ["UNCHECKED", "brand-new"] and "no finding.py" in lines[0]
@@ -109,10 +110,46 @@ def test_the_crashloop_finding_fails_a_kubelet_that_breaks_its_back_off() -> Non
 
 
 def test_every_shipped_finding_runs_on_a_run_that_showed_nothing() -> None:
-    """Each finding.py runs on an empty run per runtime type (what a stack that sent no span leaves) and says
-    it did not see its finding, rather than failing in its own code."""
+    """Each finding.py runs on an empty run per runtime and runtime type (what a stack that sent no span leaves) and
+    says it did not see its finding, rather than failing in its own code."""
     for name in scenarios.names():
         scenario = scenarios.load(name)
-        runs = [scenarios.Run(scenario, rt, SpanStore(), {}, 0) for rt in scenario.runtime_types]
-        finding = scenarios.find(scenario, runs)
-        assert not finding.ok and finding.checked and finding.summary, name
+        for runtime in scenario.runtimes:
+            runs = [scenarios.Run(scenario.on(runtime), rt, SpanStore(), {}, 0, runtime=runtime)
+                    for rt in scenario.runtime_types_on(runtime)]
+            finding = scenarios.find(scenario, runs)
+            assert not finding.ok and finding.checked and finding.summary, (name, runtime)
+
+
+def test_a_scenario_names_its_runtimes_and_why_not_the_others(tmp_path: Path) -> None:
+    folder = new_scenario(tmp_path, "both")
+    (folder / "scenario.toml").write_text('title = "t"\nmode = "timed"\nuntil = "spans a"\nruntimes = ["crio", '
+                                          '"containerd"]\n[containerd]\nuntil = "spans b 2"\n')
+    both = scenarios.load("both", tmp_path)
+    assert both.runtimes == ["crio", "containerd"] and str(both.on("containerd").until) == "spans b 2"
+    assert str(both.on("crio").until) == "spans a 1" and both.runtime_types_on("containerd") == ["pod"]
+    one = new_scenario(tmp_path, "one")
+    (one / "scenario.toml").write_text('title = "t"\n[not_for]\ncontainerd = "CRI-O only, because"\n')
+    with pytest.raises(scenarios.NotForRuntime, match="scenario one is not for containerd: CRI-O only, because"):
+        scenarios.load("one", tmp_path).check_runtime("containerd")
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ('runtimes = ["cri-o"]', "runtimes: expected a list of crio and containerd"),
+    ('runtime = ["crio"]', "runtime: unknown key; did you mean runtimes?"),
+    ('[containerd]\nuntill = "spans a"', "containerd: a table of until, duration_s"),
+    ('[containerd]\nuntil = "whenever"', "containerd.until: 'whenever' is not a condition"),
+    ('[not_for]\ndocker = "no"', "not_for: a table of runtime"),
+])
+def test_a_bad_runtime_key_names_the_file_and_key(tmp_path: Path, text: str, says: str) -> None:
+    folder = new_scenario(tmp_path, "bad")
+    (folder / "scenario.toml").write_text(f'title = "t"\n{text}\n')
+    with pytest.raises(ConfigError, match="scenario.toml") as err:
+        scenarios.load("bad", tmp_path)
+    assert says in str(err.value), str(err.value)
+
+
+def test_every_shipped_scenario_runs_on_containerd_or_says_why_not() -> None:
+    for name in scenarios.names():
+        scenario = scenarios.load(name)
+        assert "containerd" in scenario.runtimes or scenario.not_for.get("containerd"), name

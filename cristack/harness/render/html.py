@@ -7,11 +7,13 @@ import html
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
+from cristack.harness.expectations import role
 from cristack.harness.render.escape import visible
 from cristack.harness.render.model import TraceView, describe, fmt_duration
 from cristack.wording import plural
 
-COLOURS = {"kubelet": "#1f77b4", "crio": "#9467bd", "conmonrs": "#2ca02c"}
+COLOURS = {"kubelet": "#1f77b4", "crio": "#9467bd", "conmonrs": "#2ca02c", "containerd": "#17becf",
+           "containerd-shim": "#8c564b"}  # a shim's service is containerd-shim-<sandbox id>: by its role
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5rem;color:#222;background:#fff}
 h1{font-size:1.3rem}h2{font-size:1.05rem;margin-top:2rem}
@@ -46,7 +48,7 @@ def _trace_html(view: TraceView, title: str) -> str:
     for node in view.walk():
         s = node.span
         a, b = view.offsets(s)
-        colour = COLOURS.get(s.service, "#7f7f7f")
+        colour = COLOURS.get(role(s.service), "#7f7f7f")
         attrs = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in sorted(s.attributes.items()))
         events = "".join(
             f"<li>+{fmt_duration(max(0, e.time - view.start))} <b>{_esc(describe(e))}</b> "

@@ -7,6 +7,7 @@ import html
 import sys
 from pathlib import Path
 
+from cristack.harness.expectations import role
 from cristack.harness.render.escape import visible
 from cristack.harness.render.html import COLOURS
 from cristack.harness.render.model import TraceView, build, fmt_duration
@@ -26,7 +27,7 @@ def render(view: TraceView, title: str) -> str:
     for i, node in enumerate(nodes):
         s = node.span
         y = PAD + 30 + i * ROW
-        colour = COLOURS.get(s.service, "#7f7f7f")
+        colour = COLOURS.get(role(s.service), "#7f7f7f")
         a, b = view.offsets(s)
         x0 = PAD + LABEL + 70
         if i % 2:

@@ -13,10 +13,13 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+from cristack.harness.expectations import role
 from cristack.harness.render.escape import visible
 from cristack.harness.render.model import TraceView, fmt_duration, key_events
 
-SERVICE_STYLE = {"kubelet": "cyan", "crio": "magenta", "conmonrs": "green", "kata": "yellow", "kata-agent": "yellow"}
+SERVICE_STYLE = {"kubelet": "cyan", "crio": "magenta", "conmonrs": "green", "kata": "yellow", "kata-agent": "yellow",
+                 "containerd": "blue", "containerd-shim": "green"}
+SHIM_ID_SHOWN = 8  # a shim's service names its pod's 64-hex sandbox id: the tree shows its head, as `crictl` does
 BAR_WIDTH = 30
 MIN_BAR = 10  # a narrower waterfall says nothing: it goes before any name or duration is cut
 PIPE_WIDTH = 150  # writing to a file or pipe without COLUMNS: a wide page
@@ -34,6 +37,14 @@ def display_name(name: str, wide: bool = False) -> str:
         if name.startswith(prefix):
             return short + name[len(prefix):]
     return name
+
+
+def display_service(service: str, wide: bool = False) -> str:
+    """A service as the tree shows it: a shim's ``containerd-shim-<64-hex sandbox id>`` cut to the id's head
+    (``containerd-shim-dcdc3b31…``) unless ``wide``; the JSON and the HTML keep it whole."""
+    if wide or role(service) != "containerd-shim" or len(service) <= len("containerd-shim-") + SHIM_ID_SHOWN + 1:
+        return service
+    return service[:len("containerd-shim-") + SHIM_ID_SHOWN] + "…"
 
 
 def columns_set() -> int | None:
@@ -96,7 +107,8 @@ def trace_lines(view: TraceView, width: int, *, max_events: int = 4, wide: bool 
         error = (["  " * node.depth + "  ✗ " + visible(s.status_message)] if s.status == "ERROR" and s.status_message
                  else [])
         rows.append((s, name, fmt_duration(s.duration_ns), error, notes))
-    service_w = max([len("service")] + [len(visible(s.service)) for s, *_ in rows])
+    services = {s.service: visible(display_service(s.service, wide)) for s, *_ in rows}
+    service_w = max([len("service"), *map(len, services.values())])
     dur_w = max([len("duration")] + [len(d) for _, _, d, _, _ in rows])
     names_w = max([len("span")] + [len(n) for _, n, _, _, _ in rows])
     fixed = service_w + 1 + 1 + dur_w  # service, gaps, duration
@@ -113,8 +125,8 @@ def trace_lines(view: TraceView, width: int, *, max_events: int = 4, wide: bool 
         header.append(" " + "waterfall"[:bar_w], style="bold")
     out = [header]
     for s, name, dur, error, notes in rows:
-        style = SERVICE_STYLE.get(s.service, "white")
-        line = Text(f"{visible(s.service):<{service_w}}", style=style)
+        style = SERVICE_STYLE.get(role(s.service), "white")
+        line = Text(f"{services[s.service]:<{service_w}}", style=style)
         line.append(" ")
         line.append(f"{_fit(name, span_w):<{span_w}}", style="bold red" if s.status == "ERROR" else "")
         line.append(f" {dur:>{dur_w}}")

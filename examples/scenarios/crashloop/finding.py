@@ -11,8 +11,11 @@ wall-clock window (how late a restart comes is the machine's business):
   first sync after the window restarted the container;
 - the delay the kubelet says in each refusal is that window's, doubling from the base.
 
-The exit is the time CRI-O records, the exit file's mtime: it lies between the start and the end of conmonrs's
-``write_exit_path``, less up to one tick of the kernel's coarse clock that stamps files (TICK_NS).
+The exit is the time the runtime records. CRI-O's is the exit file's mtime: it lies between the start and the end
+of conmonrs's ``write_exit_path``, less up to one tick of the kernel's coarse clock that stamps files (TICK_NS).
+containerd's is the shim's TaskExit ``exited_at``: it lies inside the container's ``task.Wait`` span, the root span
+containerd's CRI opens (``task.id`` = the container's id) before it starts the task and ends once the wait has
+answered the exit.
 """
 
 from __future__ import annotations
@@ -51,7 +54,14 @@ def said_delay(row: SyncRow) -> float | None:
         return None
 
 
-def _exit_stamp(trace: list[Span]) -> tuple[int, int] | None:
+def _exit_stamp(r: Run, trace: list[Span]) -> tuple[int, int] | None:
+    """When the container started in ``trace`` exited, as bounds (see above); None when the run ended first."""
+    if r.runtime == "containerd":
+        started = {str(s.attributes.get("container.id")) for s in trace if s.service == "containerd"
+                   and s.kind == "SERVER" and s.name.endswith("/StartContainer")}
+        waits = [s for s in r.spans() if s.name == "task.Wait" and not s.parent_span_id
+                 and s.attributes.get("task.id") in started]
+        return (min(s.start for s in waits), max(s.end for s in waits)) if waits else None
     writes = [s for s in trace if s.name == "write_exit_path"]
     return (min(s.start for s in writes) - TICK_NS, max(s.end for s in writes)) if writes else None
 
@@ -67,7 +77,7 @@ def windows(r: Run, base: float) -> list[Window]:
     starts = [row for row in timeline if "StartContainer" in row.calls]
     out = []
     for i, row in enumerate(starts):
-        stamp = _exit_stamp(r.store.trace(row.trace_id))
+        stamp = _exit_stamp(r, r.store.trace(row.trace_id))
         if stamp is None:  # the run ended before this container's exit
             break
         nxt = starts[i + 1] if i + 1 < len(starts) else None
