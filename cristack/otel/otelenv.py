@@ -12,16 +12,29 @@ is such a program (pkg/tracing/plugin/otlp.go): no TOML setting, tracing skipped
 - Sampler: ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (read by the Python SDK under the same names
   and values as Go's: ``parentbased_always_on`` by default).
 - ``OTEL_TRACES_EXPORTER``: empty or ``otlp``; anything else is an error.
+- Resource: the Go SDK's ``resource.Default()``: ``service.name`` and ``telemetry.sdk.*``, plus what
+  ``OTEL_RESOURCE_ATTRIBUTES`` adds; no host.name, no process.pid (as containerd's recordings show).
+
+``go_telemetry`` puts these together into a component's ``Telemetry``: containerd's (fake_containerd.tracing)
+and its shim's (fake_containerd.shim.daemon, built with ``shim_tracing``, which loads the same plugin).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
+from cristack.otel.telemetry import Telemetry, TracingSettings
+
+GO_SDK_VERSION = "1.46.0"  # go.opentelemetry.io/otel/sdk as containerd v2.4.2 links it
+GO_SDK = {"telemetry.sdk.language": "go", "telemetry.sdk.name": "opentelemetry",
+          "telemetry.sdk.version": GO_SDK_VERSION}
+HTTP_EXPORT_TIMEOUT_S = 5.0
 GRPC = "grpc"
 HTTP = "http/protobuf"
 PROTOCOLS = (GRPC, HTTP)
@@ -111,3 +124,29 @@ def sampler(env: Mapping[str, str]) -> Sampler:
         "parentbased_traceidratio": lambda: ParentBased(ratio()),
     }
     return samplers.get(name, samplers["parentbased_always_on"])()
+
+
+def go_resource(env: Mapping[str, str], default_service: str) -> Resource:
+    """resource.Default() of the Go SDK, with the program's default service name."""
+    detected = OTELResourceDetector().detect()
+    return Resource(GO_SDK).merge(detected).merge(Resource({"service.name": service_name(env, default_service)}))
+
+
+def go_telemetry(env: Mapping[str, str], default_service: str, log: logging.Logger) -> Telemetry:
+    """The tracer provider containerd's otlp plugin builds from ``env``: off (logged at info on ``log`` in the
+    plugin loader's words) unless an endpoint is set. Raises OtelEnvError for a value the Go SDK would refuse."""
+    off = Telemetry(default_service, TracingSettings(False, ""))
+    if disabled(env):
+        log.info("skip loading plugin: tracing disabled by env OTEL_SDK_DISABLED=%s", env["OTEL_SDK_DISABLED"])
+        return off
+    target = otlp_target(env)
+    if target is None:
+        log.info("skip loading plugin \"io.containerd.tracing.processor.v1.otlp\": tracing endpoint not configured")
+        return off
+    exporter = None  # gRPC: the library's OTLP/gRPC exporter
+    if target.protocol == HTTP:
+        from cristack.otel.otlphttp import HttpSpanExporter
+
+        exporter = HttpSpanExporter(target.target, timeout=HTTP_EXPORT_TIMEOUT_S)
+    return Telemetry(service_name(env, default_service), TracingSettings(True, target.target), exporter=exporter,
+                     resource=go_resource(env, default_service), sampler=sampler(env))
