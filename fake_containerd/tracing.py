@@ -46,7 +46,7 @@ NAMESPACE = "k8s.io"  # the CRI plugin's containerd namespace (tracing.WithNames
 def containerd_telemetry(env: Mapping[str, str] | None = None) -> tuple[Telemetry, dict[str, str]]:
     """The tracer provider containerd's plugins would build from ``env`` (default: this process's), and the
     environment its shims inherit (``OTEL_SERVICE_NAME`` set to containerd's name, as the plugin sets it in its
-    own environment). Raises otelenv.OtelEnvError for a value the Go SDK would refuse."""
+    own environment); tracing off, the failure logged, for a value the Go SDK would refuse."""
     env = dict(os.environ if env is None else env)
     telemetry = otelenv.go_telemetry(env, SERVICE, log)
     if telemetry.enabled and not env.get("OTEL_SERVICE_NAME"):

@@ -7,11 +7,10 @@ import logging
 
 import grpc
 
-from cristack.otel import logs
+from cristack.config.startup import load_config
 from cristack.otel.loghandler import attached
 from cristack.otel.rpctrace import OTELGRPC_SCOPE, ServerTracing
 from cristack.otel.telemetry import Telemetry, crio_telemetry
-from cristack.wire.errors import ConfigError, exit_config_error
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 from cristack.wire.serving import run_main, serve
 from cristack.wording import plural
@@ -65,12 +64,7 @@ async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry, stop: asyncio.E
 
 def main(argv: list[str] | None = None) -> None:
     """Parses flags and config, then serves until SIGTERM/SIGINT."""
-    logs.setup("fake-crio", logging.INFO)
-    try:
-        cfg = crio_config.load(argv)
-    except ConfigError as err:
-        exit_config_error("fake-crio", err)
-    logs.setup("fake-crio", cfg.log_level)
+    cfg = load_config("fake-crio", crio_config.load, argv)
     t = cfg.tracing
     telemetry = crio_telemetry(t.enable_tracing, t.tracing_endpoint, t.tracing_sampling_rate_per_million).install()
     run_main("fake-crio", run(cfg, telemetry), telemetry.shutdown)

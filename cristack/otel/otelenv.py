@@ -133,13 +133,18 @@ def go_resource(env: Mapping[str, str], default_service: str) -> Resource:
 
 
 def go_telemetry(env: Mapping[str, str], default_service: str, log: logging.Logger) -> Telemetry:
-    """The tracer provider containerd's otlp plugin builds from ``env``: off (logged at info on ``log`` in the
-    plugin loader's words) unless an endpoint is set. Raises OtelEnvError for a value the Go SDK would refuse."""
+    """The tracer provider containerd's otlp plugin builds from ``env``: off unless an endpoint is set (said at
+    info on ``log`` in the plugin loader's words), and off with the plugin's failure logged at error for a
+    value the Go SDK would refuse (containerd runs on without the plugin)."""
     off = Telemetry(default_service, TracingSettings(False, ""))
-    if disabled(env):
-        log.info("skip loading plugin: tracing disabled by env OTEL_SDK_DISABLED=%s", env["OTEL_SDK_DISABLED"])
+    try:
+        if disabled(env):
+            log.info("skip loading plugin: tracing disabled by env OTEL_SDK_DISABLED=%s", env["OTEL_SDK_DISABLED"])
+            return off
+        target = otlp_target(env)
+    except OtelEnvError as err:
+        log.error("failed to load plugin io.containerd.tracing.processor.v1.otlp: %s", err)
         return off
-    target = otlp_target(env)
     if target is None:
         log.info("skip loading plugin \"io.containerd.tracing.processor.v1.otlp\": tracing endpoint not configured")
         return off

@@ -34,7 +34,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from cristack.containers.monitor import Monitor
-from cristack.otel.otelenv import OtelEnvError, go_telemetry
+from cristack.otel.otelenv import go_telemetry
 from cristack.otel.ttrpctrace import chain_server, server_interceptor
 from cristack.wire.endpoints import default_runtime_dir, private_dir
 from cristack.wire.ttrpc import CallContext, Server, ServerInterceptor
@@ -119,11 +119,7 @@ def inherited_socket(environ: dict[str, str] | os._Environ[str] = os.environ) ->
 def shim_provider(instance_id: str) -> trace.TracerProvider | None:
     """The shim_tracing build's provider: containerd's otlp plugin read from the environment containerd handed
     down (its endpoint, protocol and sampler; ``OTEL_SERVICE_NAME`` set by the start command); None when off."""
-    try:
-        telemetry = go_telemetry(os.environ, f"containerd-shim-{instance_id}", log)
-    except OtelEnvError as err:  # containerd refused the same environment first; the shim runs untraced
-        log.error("failed to load plugin io.containerd.tracing.processor.v1.otlp: %s", err)
-        return None
+    telemetry = go_telemetry(os.environ, f"containerd-shim-{instance_id}", log)
     return telemetry.provider if telemetry.enabled else None
 
 

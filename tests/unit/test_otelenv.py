@@ -63,6 +63,15 @@ def test_containerd_traces_only_with_an_endpoint_and_names_itself() -> None:
     assert not off.enabled
 
 
+def test_containerd_runs_untraced_past_a_value_the_go_sdk_refuses(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        telemetry, env = containerd_telemetry({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:1",
+                                               "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    assert not telemetry.enabled and "OTEL_SERVICE_NAME" not in env
+    assert "failed to load plugin io.containerd.tracing.processor.v1.otlp: OpenTelemetry protocol 'http/json'" \
+        in caplog.text
+
+
 def test_the_shim_reads_the_environment_containerd_handed_down(monkeypatch: pytest.MonkeyPatch,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     """The shim_tracing build loads containerd's own otlp plugin: the same variables, its own service name."""
