@@ -38,7 +38,6 @@ HTTP_EXPORT_TIMEOUT_S = 5.0
 GRPC = "grpc"
 HTTP = "http/protobuf"
 PROTOCOLS = (GRPC, HTTP)
-DEFAULT_HTTP_URL = "https://localhost:4318/v1/traces"
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
