@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cristack.files import ReadLimitReached, read_config
 from cristack.wire.errors import ConfigError
+from cristack.wording import cut
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +113,13 @@ def network_from_file(path: Path) -> tuple[str, PodNetwork | None]:
     cannot model). ConfigError names the file and the key at fault."""
     source = str(path)
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(source, "", f"cannot read: {err}") from None
+        doc = json.loads(read_config(path))
+    except (OSError, UnicodeDecodeError, ReadLimitReached) as err:
+        raise ConfigError(source, "", f"cannot read: {cut(str(err), 200)}") from None
     except json.JSONDecodeError as err:
-        raise ConfigError(source, "", f"invalid JSON: {err}") from None
+        raise ConfigError(source, "", f"invalid JSON: {cut(str(err), 200)}") from None
+    except RecursionError:
+        raise ConfigError(source, "", "invalid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ConfigError(source, "", "expected a CNI network configuration object")
     name = doc.get("name")

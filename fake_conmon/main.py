@@ -11,9 +11,9 @@ import grpc
 from cristack.otel import logs
 from cristack.otel.telemetry import Telemetry, conmon_telemetry
 from cristack.versions import CONMONRS_COMMIT, CONMONRS_VERSION, version_flag
-from cristack.wire.endpoints import Endpoint, default_runtime_dir, parse_endpoint
+from cristack.wire.endpoints import Endpoint, SocketClaim, default_runtime_dir, parse_endpoint
 from cristack.wire.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
-from cristack.wire.serving import run_main, serve
+from cristack.wire.serving import claim_or_exit, run_main, serve
 from fake_conmon.rpc import Conmon
 from fake_conmon.runtime_args import DEFAULT_RUNTIME, DEFAULT_RUNTIME_ROOT, RuntimeArgs
 from fake_conmon.server import ConmonService
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(listen: Endpoint, runtime_dir: Path, telemetry: Telemetry, runtime: RuntimeArgs | None = None, *,
-              private_parent: bool = False, stop: asyncio.Event | None = None) -> None:
+              private_parent: bool = False, stop: asyncio.Event | None = None,
+              claim: SocketClaim | None = None) -> None:
     """Serves the conmon.v1 API on ``listen`` until ``stop`` is set (without one: until SIGTERM/SIGINT, as
     ``main`` runs it)."""
     conmon = Conmon(runtime_dir, ConmonTracing(telemetry.provider), runtime)
@@ -50,7 +51,7 @@ async def run(listen: Endpoint, runtime_dir: Path, telemetry: Telemetry, runtime
         cgrpc.add_ConmonServicer_to_server(ConmonService(conmon), server)
 
     await serve("fake-conmon", listen, register, private_parent=private_parent, on_started=conmon.warm_up,
-                on_stop=conmon.close, stop=stop)
+                on_stop=conmon.close, stop=stop, claim=claim)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,10 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     # No log lines as span events: conmon-rs's events are its own tracing macros, written by
     # the tracing hooks at every level whatever --log-level says (it filters only the log).
     logs.setup("fake-conmon", level)
+    # Before the monitor starts: a second fake-conmon on a live socket must not serve (CRI-O's
+    # RemoveUnusedSocket, conmon-rs's single server per socket).
+    claim = claim_or_exit("fake-conmon", listen, private_parent=args.listen is None)
     telemetry = conmon_telemetry(args.enable_tracing, args.tracing_endpoint).install()
     runtime_dir = args.runtime_dir or default_runtime_dir() / "conmon"
     run_main("fake-conmon", run(listen, runtime_dir, telemetry, RuntimeArgs(args.runtime, args.runtime_root),
-                     private_parent=args.listen is None), telemetry.shutdown)
+                     private_parent=args.listen is None, claim=claim), telemetry.shutdown, claim)
 
 
 if __name__ == "__main__":

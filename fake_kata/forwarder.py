@@ -13,7 +13,14 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
 from cristack.lifeline import stop_on_signals
-from cristack.wire.endpoints import Endpoint, parse_endpoint, prepare_unix_listener, secure_socket, socket_umask
+from cristack.wire.endpoints import (
+    Endpoint,
+    SocketClaim,
+    claim_unix_socket,
+    parse_endpoint,
+    secure_socket,
+    socket_umask,
+)
 from cristack.wire.frames import Decoder, FrameError
 from fake_kata.spandata import SpanDataError, decode, export_request
 
@@ -48,11 +55,13 @@ class Forwarder:
         check_collector(self.otlp_endpoint)
         channel = grpc.aio.insecure_channel(parse_endpoint(self.otlp_endpoint).grpc_target)
         stub = tgrpc.TraceServiceStub(channel)
+        claim: SocketClaim | None = None
         if self.listen.path is not None:
-            prepare_unix_listener(self.listen.path, private_parent=False)
+            claim = claim_unix_socket(self.listen.path, private_parent=False)
             with socket_umask():
                 server = await asyncio.start_unix_server(lambda r, w: self._agent(r, w, stub),
-                                                         path=str(self.listen.path))
+                                                         path=str(claim.listen_path))
+            claim.link()
             secure_socket(self.listen.path)
         else:
             server = await asyncio.start_server(lambda r, w: self._agent(r, w, stub), self.listen.host,
@@ -67,6 +76,8 @@ class Forwarder:
             if self._agents:
                 await asyncio.wait(self._agents, timeout=DRAIN_S)
             await channel.close()
+            if claim is not None:
+                claim.release()
 
     async def _agent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stub) -> None:  # noqa: ANN001
         task = asyncio.current_task()

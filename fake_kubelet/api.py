@@ -16,10 +16,11 @@ marks it ERROR with an empty message.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,6 +32,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cristack.containers import crilog
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
+from cristack.wording import cut
 from fake_kubelet import stats
 from fake_kubelet.cri import CriClient
 
@@ -46,6 +48,7 @@ class Response:
     status: int
     body: bytes
     content_type: str = "application/json"
+    stream: Iterator[bytes] | None = None  # instead of ``body``: sent as it comes (chunked), never held whole
 
 
 class HttpError(Exception):
@@ -124,9 +127,25 @@ class KubeletApi:
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, response: Response) -> None:
         reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+        length = "Transfer-Encoding: chunked" if response.stream is not None else \
+            f"Content-Length: {len(response.body)}"
         writer.write(f"HTTP/1.1 {response.status} {reason.get(response.status, 'Error')}\r\n"
-                     f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
-                     "Connection: close\r\n\r\n".encode() + response.body)
+                     f"Content-Type: {response.content_type}\r\n{length}\r\n"
+                     "Connection: close\r\n\r\n".encode() + (response.body if response.stream is None else b""))
+        await writer.drain()
+        if response.stream is None:
+            return
+        try:
+            for piece in response.stream:  # each a bounded read of the file: the loop goes on between them
+                if piece:  # an empty chunk would end the body
+                    writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    await writer.drain()
+        except ConnectionError:
+            raise  # the client went away
+        except (OSError, ValueError) as err:
+            # The status is sent: as the kubelet's ReadLogs, stop where the log goes wrong and say so here.
+            log.warning("containerLogs: stopped reading a container log: %s", err)
+        writer.write(b"0\r\n\r\n")
         await writer.drain()
 
     # -- handlers
@@ -161,7 +180,10 @@ class KubeletApi:
                 raise HttpError(404, err.details() or "container not found") from None
             raise HttpError(500, err.details() or err.code().name) from None
         try:
-            messages = crilog.read_log(resp.status.log_path)
+            # Opened here, so that a log that cannot be read is a 500; read as it is sent, never whole (a log
+            # may be tens of MiB: read whole, it took ~4x its size in memory and blocked the kubelet a second).
+            pieces = crilog.iter_output(resp.status.log_path)
+            first = next(pieces, b"")
         except (OSError, ValueError) as err:
-            raise HttpError(500, f"failed to read the log of {container}: {err}") from None
-        return Response(200, "".join(text + "\n" for _stream, text in messages).encode(), "text/plain")
+            raise HttpError(500, f"failed to read the log of {cut(container)}: {cut(str(err), 200)}") from None
+        return Response(200, b"", "text/plain", stream=itertools.chain((first,), pieces))

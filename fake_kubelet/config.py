@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cristack.config import yamlload
 from cristack.config.durations import parse_duration
+from cristack.files import ReadLimitReached, read_config
 from cristack.otel.logs import parse_level, verbosity_level
 from cristack.versions import KUBERNETES_VERSION, version_flag
 from cristack.wire.endpoints import Endpoint, default_runtime_dir, parse_endpoint
 from cristack.wire.errors import ConfigError
-from cristack.wording import did_you_mean
+from cristack.wording import cut, did_you_mean, shown
 from fake_kubelet.podfields import FIELDS
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def _check(doc: dict[str, Any], key: str, source: str, default: Any = None) -> A
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
-        raise ConfigError(source, key, f"expected {names}, got {type(value).__name__} {value!r}")
+        raise ConfigError(source, key, f"expected {names}, got {type(value).__name__} {shown(value)}")
     return value
 
 
@@ -164,11 +164,11 @@ def pod_cidr(value: str, source: str) -> str:
         try:
             nets.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
-            raise ConfigError(source, "podCIDR", f"{part!r} is not a CIDR such as 10.244.1.0/24") from None
+            raise ConfigError(source, "podCIDR", f"{shown(part)} is not a CIDR such as 10.244.1.0/24") from None
         if "/" not in part:
-            raise ConfigError(source, "podCIDR", f"{part!r} has no prefix length (e.g. {part}/24)")
+            raise ConfigError(source, "podCIDR", f"{shown(part)} has no prefix length (e.g. {cut(part)}/24)")
     if len(nets) > 2 or len({n.version for n in nets}) != len(nets):
-        raise ConfigError(source, "podCIDR", f"{value!r}: expected one CIDR, or one IPv4 and one IPv6 CIDR")
+        raise ConfigError(source, "podCIDR", f"{shown(value)}: expected one CIDR, or one IPv4 and one IPv6 CIDR")
     return ",".join(parts)
 
 
@@ -176,26 +176,28 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Loads and checks the KubeletConfiguration document; ConfigError names the file and key."""
     src = str(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        # go-yaml's limits (aliases, depth) and a bounded read, as for static pod manifests.
+        doc = yamlload.load(read_config(path))
     except FileNotFoundError:
         raise ConfigError(src, "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(src, "", f"cannot read: {err}") from None
-    except yaml.YAMLError as err:
+    except (OSError, ReadLimitReached) as err:
+        raise ConfigError(src, "", f"cannot read: {cut(str(err), 200)}") from None
+    except yamlload.YamlError as err:
         raise ConfigError(src, "", f"invalid YAML: {err}") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError(src, "", "expected a KubeletConfiguration mapping")
     if doc.get("apiVersion", API_VERSION) != API_VERSION:
-        raise ConfigError(src, "apiVersion", f"expected {API_VERSION}, got {doc.get('apiVersion')!r}")
+        raise ConfigError(src, "apiVersion", f"expected {API_VERSION}, got {shown(doc.get('apiVersion'))}")
     if doc.get("kind", KIND) != KIND:
-        raise ConfigError(src, "kind", f"expected {KIND}, got {doc.get('kind')!r}")
+        raise ConfigError(src, "kind", f"expected {KIND}, got {shown(doc.get('kind'))}")
     unmodelled = []
     for key in doc:
         if key not in FIELDS["KubeletConfiguration"]:
             # Not a KubeletConfiguration field at all (the real kubelet's strict decoding refuses it too).
-            raise ConfigError(src, str(key), f"unknown field{did_you_mean(str(key), FIELDS['KubeletConfiguration'])}")
+            name = cut(str(key))
+            raise ConfigError(src, name, f"unknown field{did_you_mean(name, FIELDS['KubeletConfiguration'])}")
         if key not in KNOWN:
             unmodelled.append(str(key))
     if unmodelled:
@@ -232,7 +234,8 @@ def load(argv: list[str] | None = None) -> KubeletConfig:
     gates: dict[str, bool] = {}
     for name, value in gates_raw.items():
         if not isinstance(value, bool):
-            raise ConfigError(src, f"featureGates.{name}", f"expected bool, got {type(value).__name__} {value!r}")
+            raise ConfigError(src, f"featureGates.{cut(str(name))}",
+                              f"expected bool, got {type(value).__name__} {shown(value)}")
         gates[str(name)] = value
 
     tracing = TracingConfig()
@@ -252,7 +255,8 @@ def load(argv: list[str] | None = None) -> KubeletConfig:
         tracing.endpoint = endpoint_value
         rate = block.get("samplingRatePerMillion")
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= 1_000_000):
-            raise ConfigError(src, "tracing.samplingRatePerMillion", f"expected an integer 0..1000000, got {rate!r}")
+            raise ConfigError(src, "tracing.samplingRatePerMillion",
+                              f"expected an integer 0..1000000, got {shown(rate)}")
         tracing.sampling_rate_per_million = rate
 
     if args.log_level:

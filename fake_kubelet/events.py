@@ -29,6 +29,9 @@ from opentelemetry import trace
 
 log = logging.getLogger(__name__)
 
+# An event's message (note) may have at most 1,024 characters: pkg/apis/core/validation/events.go NoteLengthLimit.
+NOTE_LENGTH_LIMIT = 1024
+
 # pkg/kubelet/events/event.go (Kubernetes v1.36): the reasons fake-kubelet records.
 PULLING, PULLED, CREATED, STARTED = "Pulling", "Pulled", "Created", "Started"
 KILLING, BACKOFF, FAILED, FAILED_VALIDATION = "Killing", "BackOff", "Failed", "FailedValidation"
@@ -58,6 +61,9 @@ class EventRecorder:
         """One event about ``obj`` (an involvedObject: kind, namespace, name, uid, fieldPath)."""
         if self._file is None:
             return
+        if len(message) > NOTE_LENGTH_LIMIT:
+            # An image name or a runtime's error can be megabytes; the API refuses a longer note.
+            message = message[:NOTE_LENGTH_LIMIT - 3] + "..."
         ctx = trace.get_current_span().get_span_context()
         notes = dict(annotations or {})
         if ctx.is_valid:

@@ -26,7 +26,7 @@ from fake_kubelet.backoff import Backoff
 from fake_kubelet.config import KubeletConfig
 from fake_kubelet.cri import CriClient, operation
 from fake_kubelet.events import FAILED_VALIDATION, EventRecorder
-from fake_kubelet.manifests import Pod, UnreadableDir, scan
+from fake_kubelet.manifests import ManifestCache, Pod, UnreadableDir, scan
 from fake_kubelet.periodic import IMAGES_SCOPE, KUBERUNTIME_SCOPE, RuntimeLoops, every, keep_running
 from fake_kubelet.pleg import Pleg, StatusCache
 from fake_kubelet.pod_state import PodView, SpanFactory
@@ -68,9 +68,12 @@ class Kubelet:
                              provider.get_tracer(OTELGRPC_SCOPE, KUBELET_OTELGRPC_VERSION),
                              client_server_address(cfg.runtime_endpoint))
         self.pods: dict[str, Pod] = {}  # the pods whose manifests are present
+        self.manifests = ManifestCache()  # each manifest parsed once per change, not on every scan
         self.deleted: set[str] = set()  # uids of pods whose manifest went away
         self.loops = RuntimeLoops(self.cri, cfg.node_name, provider.get_tracer(KUBERUNTIME_SCOPE),
-                                  provider.get_tracer(IMAGES_SCOPE), lambda: set(self.pods), self._removable)
+                                  provider.get_tracer(IMAGES_SCOPE), lambda: set(self.pods), self._removable,
+                                  # --runonce (ours: run to completion, tear down) leaves the logs to its caller
+                                  None if cfg.runonce else cfg.pod_logs_dir)
         self.api = KubeletApi(self.cri, provider.get_tracer(OTELRESTFUL_SCOPE, OTELRESTFUL_VERSION), cfg.node_name,
                               lambda: list(self.views.values()))
         self.cache = StatusCache()
@@ -104,7 +107,8 @@ class Kubelet:
             if c.state != pb.CONTAINER_EXITED:
                 continue
             try:
-                await self.cri.call("ContainerStatus", pb.ContainerStatusRequest(container_id=c.id))
+                got = await self.cri.call("ContainerStatus", pb.ContainerStatusRequest(container_id=c.id))
+                self.loops.clean_logs(got.status.log_path)  # removeContainer -> removeContainerLog
                 await self.cri.call("RemoveContainer", pb.RemoveContainerRequest(container_id=c.id))
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.NOT_FOUND:  # the container GC may have been first
@@ -143,13 +147,17 @@ class Kubelet:
         worker.task.add_done_callback(reap)
         return worker
 
-    def sync_manifests(self) -> dict[str, Pod]:
+    async def sync_manifests(self) -> dict[str, Pod]:
         """Starts pods for new manifests and terminates pods whose manifest went away."""
         if self.cfg.static_pod_path is None:
             return {}
         unreadable: set[str] = set()
         try:
-            pods, errors = scan(self.cfg.static_pod_path, self.cfg.node_name, unreadable)
+            # In a thread: a manifest near the 10 MiB limit takes a second or more to parse here, and the API,
+            # PLEG and the pod workers go on meanwhile (the real kubelet reads its files in a goroutine of its
+            # own). One scan at a time: the watch loop awaits each.
+            pods, errors = await asyncio.to_thread(scan, self.cfg.static_pod_path, self.cfg.node_name, unreadable,
+                                                   self.manifests)
         except UnreadableDir as err:
             # Not being able to look is not the same as the pods being gone: keep what runs.
             if str(err) not in self._reported:
@@ -193,7 +201,7 @@ class Kubelet:
         """Reads the static pod directory when it changes (an inotify watch, as the real kubelet's fsnotify
         watch) and in any case every fileCheckFrequency."""
         async def check() -> None:
-            self.sync_manifests()
+            await self.sync_manifests()
 
         assert self.cfg.static_pod_path is not None
         watch = DirWatch(self.cfg.static_pod_path)
@@ -291,7 +299,7 @@ class Kubelet:
             self._tasks.append(asyncio.create_task(self.pleg.run(), name="pleg"))
             if not self.cfg.runonce:
                 self._start_loops()
-            self.sync_manifests()
+            await self.sync_manifests()
             if self.cfg.runonce:
                 return await self._runonce(stop)
             self._tasks.append(asyncio.create_task(self._watch_manifests(), name="manifests"))

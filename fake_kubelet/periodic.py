@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
-from fake_kubelet import stats
+from fake_kubelet import containerlogs, stats
 from fake_kubelet.cri import UID_LABEL, CriClient, operation
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,10 @@ class RuntimeLoops:
     """The periodic CRI work of one kubelet (see the module docstring)."""
 
     def __init__(self, cri: CriClient, node_name: str, kuberuntime: trace.Tracer, images: trace.Tracer,
-                 active_pods: Callable[[], set[str]], removable_pods: Callable[[], set[str]]) -> None:
+                 active_pods: Callable[[], set[str]], removable_pods: Callable[[], set[str]],
+                 pod_logs_dir: Path | None = None) -> None:
         self.cri = cri
+        self.pod_logs_dir = pod_logs_dir  # where the kubelet's pods log: it deletes the logs it made
         self.node_name = node_name
         self.kuberuntime = kuberuntime
         self.images = images
@@ -152,7 +155,8 @@ class RuntimeLoops:
                 # another loop removed meanwhile (the pod container deletor) is skipped, as the kubelet's GC
                 # logs a failed removal and goes on with the next (kuberuntime_gc.go removeOldestN).
                 try:
-                    await self.cri.call("ContainerStatus", pb.ContainerStatusRequest(container_id=c.id))
+                    status = await self.cri.call("ContainerStatus", pb.ContainerStatusRequest(container_id=c.id))
+                    self.clean_logs(status.status.log_path)
                     await self.cri.call("ContainerStatus", pb.ContainerStatusRequest(container_id=c.id))
                     await self.cri.call("RemoveContainer", pb.RemoveContainerRequest(container_id=c.id))
                 except grpc.aio.AioRpcError as err:
@@ -174,6 +178,14 @@ class RuntimeLoops:
                     continue
                 log.info("garbage collection removed sandbox %s of pod %s/%s", sb.id[:13], sb.metadata.namespace,
                          sb.metadata.name)
+            if self.pod_logs_dir is not None:
+                for gone in containerlogs.evict_pod_log_dirs(self.pod_logs_dir, removable):
+                    log.info("garbage collection removed the logs of deleted pod %s", gone.name)
+
+    def clean_logs(self, log_path: str) -> None:
+        """The container log manager's Clean, before a container is removed (kuberuntime removeContainerLog)."""
+        if self.pod_logs_dir is not None:
+            containerlogs.clean(log_path, self.pod_logs_dir)
 
     @staticmethod
     def _evictable(listed: list[pb.Container], active: set[str], removable: set[str]) -> list[pb.Container]:

@@ -13,19 +13,25 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from cristack.files import ReadLimitReached, read_config
 from cristack.wire.errors import ConfigError
+from cristack.wording import cut
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file as a dict; ConfigError naming the file when it is missing or malformed."""
+    """A TOML file as a dict; ConfigError naming the file when it is missing, too large (``read_config``) or
+    malformed, nesting too deep included (tomllib recurses: a few hundred nested arrays raised RecursionError
+    through to a traceback)."""
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(read_config(path).decode())
     except FileNotFoundError:
         raise ConfigError(str(path), "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(str(path), "", f"cannot read: {err}") from None
+    except (OSError, UnicodeDecodeError, ReadLimitReached) as err:
+        raise ConfigError(str(path), "", f"cannot read: {cut(str(err), 200)}") from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(str(path), "", f"invalid TOML: {err}") from None
+        raise ConfigError(str(path), "", f"invalid TOML: {cut(str(err), 200)}") from None
+    except RecursionError:
+        raise ConfigError(str(path), "", "invalid TOML: arrays or tables nested too deeply") from None
 
 
 @dataclass

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from cristack.wording import shown
 
 STREAMS = ("stdout", "stderr")
 TAG_FULL = "F"
@@ -164,12 +167,12 @@ def parse_line(line: str) -> tuple[str, str, str, str]:
         line = line[:-1]
     parts = line.split(" ", 3)
     if len(parts) != 4:
-        raise ValueError(f"malformed CRI log line: {line!r}")
+        raise ValueError(f"malformed CRI log line: {shown(line)}")
     timestamp, stream, tag, content = parts
     if stream not in STREAMS:
-        raise ValueError(f"malformed CRI log line (stream {stream!r}): {line!r}")
+        raise ValueError(f"malformed CRI log line (stream {shown(stream)}): {shown(line)}")
     if tag.split(":", 1)[0] not in (TAG_FULL, TAG_PARTIAL):
-        raise ValueError(f"malformed CRI log line (tag {tag!r}): {line!r}")
+        raise ValueError(f"malformed CRI log line (tag {shown(tag)}): {shown(line)}")
     return timestamp, stream, tag, content
 
 
@@ -202,3 +205,33 @@ def read_log(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     for stream in open_order:
         messages.append((stream, "".join(partial[stream])))
     return messages
+
+
+# The longest record a reader accepts: a writer's longest piece, its prefix and room for other writers' (conmon-rs
+# writes up to 8 KiB pieces, CRI-O's conmon 8 KiB, ours DEFAULT_MAX_LINE). A longer line is not a CRI log.
+MAX_RECORD = 4 * DEFAULT_MAX_LINE
+
+
+def iter_output(path: str | os.PathLike[str], chunk: int = 64 * 1024) -> Iterator[bytes]:
+    """The container's output as the kubelet serves it (cri-client pkg/logs/logs.go ``ReadLogs``/``parseCRILog``):
+    the records in file order, a full one's content with its newline, a partial one's without, in pieces of
+    about ``chunk`` bytes. Memory stays bounded whatever the file's size (one record at a time), unlike
+    ``read_log``, which reassembles messages and holds them all. A last line without a newline is a write in
+    progress and is skipped; a record longer than ``MAX_RECORD`` or malformed raises ValueError (after what
+    came before it was yielded)."""
+    out = bytearray()
+    with open(path, "rb") as f:
+        while raw := f.readline(MAX_RECORD + 1):
+            if not raw.endswith(b"\n"):
+                if len(raw) > MAX_RECORD:
+                    raise ValueError(f"malformed CRI log line: longer than {MAX_RECORD:,} bytes")
+                break  # a write in progress
+            _, _, tag, content = parse_line(raw.decode("utf-8", "surrogateescape"))
+            out += content.encode("utf-8", "surrogateescape")
+            if tag.split(":", 1)[0] == TAG_FULL:
+                out += b"\n"
+            if len(out) >= chunk:
+                yield bytes(out)
+                out.clear()
+    if out:
+        yield bytes(out)

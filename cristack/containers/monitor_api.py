@@ -22,7 +22,7 @@ from cristack.containers.supervise import NO_HOOKS, ContainerProcess, Hooks, con
 from cristack.versions import CONMONRS_COMMIT, CONMONRS_VERSION
 from cristack.wire.errors import AlreadyExists, InvalidArgument
 from cristack.wire.pb.conmon.v1 import conmon_pb2 as cpb
-from cristack.wording import plural
+from cristack.wording import plural, shown
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class MonitorApi:
         max_log = 0
         for driver in request.log_drivers:
             if not Path(driver.path).is_absolute():
-                raise InvalidArgument(f"log driver path {driver.path!r} is not absolute")
+                raise InvalidArgument(f"log driver path {shown(driver.path)} is not absolute")
             log_path = Path(driver.path)
             max_log = max(driver.max_size, 0)
         exit_paths = [Path(p) for p in request.exit_paths]
@@ -95,7 +95,7 @@ class MonitorApi:
         env = dict(request.env_vars) or container_env({}, cwd=request.cwd)
         if request.bundle_path:
             if not Path(request.bundle_path).is_absolute():
-                raise InvalidArgument(f"bundle path {request.bundle_path!r} is not absolute")
+                raise InvalidArgument(f"bundle path {shown(request.bundle_path)} is not absolute")
             env[BUNDLE_ENV] = request.bundle_path  # the container's mounts and sysctls (config.json)
         return ContainerSpec(cid, list(request.command_args), env, log_path, exit_paths,
                              max_log_bytes=max_log or _int(request.metadata.get(MAX_LOG_BYTES_KEY)),

@@ -84,6 +84,10 @@ def start(name: str, args: Sequence[str], log_path: Path, *, endpoint: Endpoint 
     The component gets SIGTERM when the thread that started it exits (``cristack.lifeline``), so a
     ``cristack up`` killed outright (SIGKILL, a crash) takes its stack with it."""
     argv = component_argv(name, *args)
+    if wait and endpoint is not None and serving(endpoint):
+        # Another server answers there already: waiting for "serving" would find it and take the new process
+        # (which refuses the live socket and exits) for a started one.
+        raise RuntimeError(f"{name}: something already serves on {endpoint}; stop it first")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out, held_sigint():
         popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -42,6 +42,7 @@ import yaml
 from cristack.config.durations import parse_duration
 from cristack.config.tomlconf import read_toml
 from cristack.harness.jaeger import free_ports
+from cristack.harness.keptlogs import KeptLogs
 from cristack.harness.procs import Proc
 from cristack.harness.scenario_conditions import Condition, Progress, needs, watch
 from cristack.harness.scenario_conditions import parse as parse_condition
@@ -216,6 +217,7 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
     base = Path(tempfile.mkdtemp(prefix=f"cristack-{scenario.name}-"))
     stack = Stack(base, stack_options(scenario, runtime_type, f"127.0.0.1:{grpc_port}"))
     _copy_manifests(scenario, stack.manifests)
+    kept = KeptLogs(stack.pod_logs, base / "kept-logs")  # the kubelet deletes the logs of what it removes
     forwarder = None
     try:
         if scenario.kata:
@@ -226,8 +228,8 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
             nonlocal sink
             sink = _act(action, scenario, stack, sink, store, grpc_port, http_port)
 
-        rc = _drive(scenario, Progress(store, stack, runtime_type), kubelet, act, say)
-        pod_logs = _pod_logs(stack)
+        rc = _drive(scenario, Progress(store, stack, runtime_type), kubelet, act, say, tick=kept.sweep)
+        pod_logs = kept.lines()
         # Every component exports what it holds before it exits, and the sink stores a request before it
         # answers: once they have stopped, their spans are in the store. The agents' last frames went to the
         # forwarder as the VMs stopped (with crio); it exports them before it exits.
@@ -243,11 +245,11 @@ def run(scenario: Scenario, runtime_type: str, *, say: Callable[[str], None] = l
 
 
 def _drive(scenario: Scenario, progress: Progress, kubelet: Proc, act: Callable[[Action], None],
-           say: Callable[[str], None]) -> int | None:
+           say: Callable[[str], None], tick: Callable[[], None] = lambda: None) -> int | None:
     """Takes the scenario's actions in order, each once its ``at_s`` has passed and its ``after`` conditions have
     held one after the other, until the run is over: the kubelet's --runonce exit (its code is returned), or,
     timed, ``until`` holding after the last action; at most ``duration_s`` (runonce: 120 s), after which the
-    actions left run."""
+    actions left run. ``tick`` runs on every turn of the loop (the kept logs' sweep)."""
     started = time.monotonic()
     end = started + (scenario.duration_s if scenario.mode == "timed" else 120)
     until = scenario.until if scenario.mode == "timed" else None
@@ -273,6 +275,7 @@ def _drive(scenario: Scenario, progress: Progress, kubelet: Proc, act: Callable[
             act(step)
             if steps:
                 conds = list(steps[0].after) if steps[0] is not None else [until]
+        tick()
         if scenario.mode == "runonce" and kubelet.popen.poll() is not None:
             return kubelet.popen.returncode
         time.sleep(0.05)
@@ -316,16 +319,6 @@ def _act(action: Action, scenario: Scenario, stack: Stack, sink: Sink | None, st
         sink = Sink(store)
         sink.start(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}")
     return sink
-
-
-def _pod_logs(stack: Stack) -> dict[str, list[str]]:
-    from cristack.containers.crilog import read_log
-
-    out: dict[str, list[str]] = {}
-    for log in sorted(stack.pod_logs.glob("*/*/*.log")):
-        key = f"{log.parent.parent.name.split('_')[1]}/{log.parent.name}"
-        out.setdefault(key, []).extend(text for _, text in read_log(log))
-    return out
 
 
 # -- findings: what each exercise is about, checked on the spans

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from cristack.wording import cut
+
 log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
@@ -83,6 +85,21 @@ OS_ERROR_CODES = {
 
 T = TypeVar("T")
 
+# A status message travels in the grpc-message trailer, percent-encoded; a client refuses trailers over 16 KiB
+# ("received metadata size exceeds hard limit") and may drop those over 8 KiB, so an error that echoed a 1 MB
+# request field reached its caller as RESOURCE_EXHAUSTED "Stream removed" instead of its own code and reason.
+MAX_STATUS_MESSAGE = 1024
+
+
+def status_message(text: str) -> str:
+    """``text`` fit for a status: cut (with its length) so that even percent-encoded it stays under 8 KiB."""
+    limit = MAX_STATUS_MESSAGE
+    out = cut(text, limit)
+    while len(out.encode()) * 3 > 7000 and limit > 64:
+        limit //= 2
+        out = cut(text, limit)
+    return out
+
 
 def _wrap(name: str, fn: Callable[..., Any], component: str) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(fn):
@@ -93,18 +110,19 @@ def _wrap(name: str, fn: Callable[..., Any], component: str) -> Callable[..., An
         try:
             return await fn(self, request, context)
         except RpcError as err:
-            await context.abort(err.code, str(err))
+            await context.abort(err.code, status_message(str(err)))
         except OSError as err:
             # Disk full, read-only state dir, vanished files: the caller gets the reason and a
             # code that says whose problem it is.
             log.error("%s %s failed: %s", component, name, err)
             code = OS_ERROR_CODES.get(err.errno or 0, grpc.StatusCode.INTERNAL)
-            await context.abort(code, f"{name}: {err.strerror or err}")
+            await context.abort(code, status_message(f"{name}: {err.strerror or err}"))
         except grpc.aio.AbortError:
             raise
         except Exception as err:  # a bug of ours: log it fully, answer without a traceback
             log.exception("%s %s failed unexpectedly", component, name)
-            await context.abort(grpc.StatusCode.INTERNAL, f"{name}: internal error: {type(err).__name__}: {err}")
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                status_message(f"{name}: internal error: {type(err).__name__}: {err}"))
 
     return handler
 
@@ -118,16 +136,17 @@ def _wrap_stream(name: str, fn: Callable[..., Any], component: str) -> Callable[
             async for response in fn(self, request, context):
                 yield response
         except RpcError as err:
-            await context.abort(err.code, str(err))
+            await context.abort(err.code, status_message(str(err)))
         except OSError as err:
             log.error("%s %s failed: %s", component, name, err)
             await context.abort(OS_ERROR_CODES.get(err.errno or 0, grpc.StatusCode.INTERNAL),
-                                f"{name}: {err.strerror or err}")
+                                status_message(f"{name}: {err.strerror or err}"))
         except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as err:  # a bug of ours: log it fully, answer without a traceback
             log.exception("%s %s failed unexpectedly", component, name)
-            await context.abort(grpc.StatusCode.INTERNAL, f"{name}: internal error: {type(err).__name__}: {err}")
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                status_message(f"{name}: internal error: {type(err).__name__}: {err}"))
 
     return handler
 

@@ -7,15 +7,23 @@ import contextlib
 import logging
 import resource
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
 
 from cristack.gcpolicy import tune_for_service
 from cristack.lifeline import stop_on_signals
-from cristack.wire.endpoints import Endpoint, prepare_unix_listener, secure_socket, socket_umask, warn_if_exposed
+from cristack.wire.bounds import oversized_map
+from cristack.wire.endpoints import (
+    Endpoint,
+    SocketClaim,
+    claim_unix_socket,
+    secure_socket,
+    socket_umask,
+    warn_if_exposed,
+)
+from cristack.wire.errors import ConfigError, exit_config_error
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +42,17 @@ DEFAULT_MAX_CONCURRENT_RPCS = 512
 
 
 class _Undecodable:
-    """Stands in for a request whose bytes are not the message the method takes."""
+    """Stands in for a request whose bytes are not the message the method takes (``bounds``: or whose maps are
+    over the bound, which is checked before anything is decoded)."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, bounds: str = "") -> None:
         self.error = error
+        self.bounds = bounds
+
+    def message(self, method: str) -> str:
+        if self.bounds:
+            return f"{method}: {self.bounds}"
+        return f"{method}: the request is not a valid protobuf message: {self.error}"
 
 
 class _GenericHandlersOnly:
@@ -83,47 +98,84 @@ class HandlerMemo:
 
 class SafeRequests(grpc.aio.ServerInterceptor):
     """Answers bytes that do not decode as the method's request with INVALID_ARGUMENT (grpc
-    itself would answer INTERNAL), before any other interceptor or handler sees them."""
+    itself would answer INTERNAL), and a request whose maps are over ``bounds.MAX_MAP_ENTRIES``
+    likewise without decoding it, before any other interceptor or handler sees them."""
 
     def __init__(self) -> None:
         self._wrapped = HandlerMemo(self._checked)
 
     async def intercept_service(self, continuation, details):  # noqa: ANN001 - grpc's signature
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None or \
+                handler.unary_unary is None and handler.unary_stream is None:
             return handler
         return self._wrapped(handler, details.method)
 
     @staticmethod
     def _checked(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        decode, inner = handler.request_deserializer, handler.unary_unary
+        decode = handler.request_deserializer
+        desc = getattr(getattr(decode, "__self__", None), "DESCRIPTOR", None)  # Message.FromString's class
 
         def safe_decode(data: bytes) -> object:
+            problem = oversized_map(data, desc) if desc is not None else None
+            if problem:
+                return _Undecodable(ValueError(problem), problem)
             try:
                 return decode(data)
             except Exception as err:  # noqa: BLE001 - any decode failure is the caller's
                 return _Undecodable(err)
 
-        async def checked(request: object, context: grpc.aio.ServicerContext) -> object:
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def checked(request: object, context: grpc.aio.ServicerContext) -> object:
+                if isinstance(request, _Undecodable):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message(method))
+                return await inner(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(checked, request_deserializer=safe_decode,
+                                                       response_serializer=handler.response_serializer)
+        streamer = handler.unary_stream
+
+        async def checked_stream(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
             if isinstance(request, _Undecodable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"{method}: the request is not a valid protobuf message: {request.error}")
-            return await inner(request, context)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message(method))
+            async for item in streamer(request, context):
+                yield item
 
-        return grpc.unary_unary_rpc_method_handler(checked, request_deserializer=safe_decode,
-                                                   response_serializer=handler.response_serializer)
+        return grpc.unary_stream_rpc_method_handler(checked_stream, request_deserializer=safe_decode,
+                                                    response_serializer=handler.response_serializer)
 
 
-def run_main(prog: str, server: Coroutine[Any, Any, None], shutdown: Callable[[], None]) -> None:
-    """A server component's ``main`` after its setup: runs ``server`` to its end, then ``shutdown`` (its
-    telemetry's flush) whatever happened; an error of the system (a socket in use, a bad address) is one line
-    naming ``prog`` and exit status 1, not a traceback."""
+def claim_or_exit(prog: str, endpoint: Endpoint, *, private_parent: bool) -> SocketClaim | None:
+    """A component's ``main``, before it loads any state: its unix socket claimed (``claim_unix_socket``), so a
+    second instance on a live socket neither serves nor touches the first one's state (CRI-O checks in its
+    config validation, ``RemoveUnusedSocket``, before anything else). A socket in use exits 2 as a config
+    error; another error of the system exits 1 with one line."""
+    if endpoint.path is None:
+        return None
+    try:
+        return claim_unix_socket(endpoint.path, private_parent=private_parent)
+    except ConfigError as err:
+        exit_config_error(prog, err)
+    except (OSError, ValueError) as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_main(prog: str, server: Coroutine[Any, Any, None], shutdown: Callable[[], None],
+             claim: SocketClaim | None = None) -> None:
+    """A server component's ``main`` after its setup: runs ``server`` to its end, then releases ``claim`` and
+    runs ``shutdown`` (its telemetry's flush) whatever happened; an error of the system (a socket in use, a bad
+    address) is one line naming ``prog`` and exit status 1, not a traceback."""
     try:
         asyncio.run(server)
     except (OSError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         sys.exit(1)
     finally:
+        if claim is not None:
+            claim.release()
         shutdown()
 
 
@@ -160,6 +212,7 @@ async def serve(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     max_concurrent_rpcs: int | None = None,
     stop: asyncio.Event | None = None,
+    claim: SocketClaim | None = None,
 ) -> None:
     """Binds ``endpoint``, serves until ``stop`` is set, then runs ``on_stop``.
 
@@ -167,6 +220,10 @@ async def serve(
     the server is its process's (a component's ``main``): SIGTERM and SIGINT stop it, and the process is
     prepared first (``prepare_process``). A component run inside another process (the in-process test tier) is
     given its event instead and touches neither signal dispositions nor process limits.
+
+    A unix socket is claimed first (``claim_unix_socket``: a live one is never taken over, SocketInUse); a
+    component that must not touch its state while another instance serves claims it itself before loading and
+    passes ``claim``. On the way out only our own socket file is removed.
     """
     if stop is None:
         prepare_process()
@@ -174,20 +231,33 @@ async def serve(
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[SafeRequests(), *interceptors],
                              maximum_concurrent_rpcs=max_concurrent_rpcs or DEFAULT_MAX_CONCURRENT_RPCS)
     register(_GenericHandlersOnly(server))  # type: ignore[arg-type] - the server's methods but one
-    if endpoint.path is not None:
-        prepare_unix_listener(endpoint.path, private_parent=private_parent)
-    else:
+    if endpoint.path is not None and claim is None:
+        claim = claim_unix_socket(endpoint.path, private_parent=private_parent)
+    elif endpoint.path is None:
         warn_if_exposed(endpoint, component)
+    try:
+        await _serve_claimed(component, endpoint, server, claim, on_started, on_stop, stop)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+async def _serve_claimed(component: str, endpoint: Endpoint, server: grpc.aio.Server, claim: SocketClaim | None,
+                         on_started: Callable[[], Awaitable[None]] | None,
+                         on_stop: Callable[[], Awaitable[None]] | None, stop: asyncio.Event | None) -> None:
     # The stop signals are ours before the socket exists: a client that sees it serving may stop us at once
     # (a supervisor, a test), and the default action would kill us with the socket left behind.
-    with stop_on_signals() if stop is None else contextlib.nullcontext(stop) as stop:
+    with stop_on_signals() if stop is None else contextlib.nullcontext(stop) as stopped:
         with socket_umask():
+            target = f"unix://{claim.listen_path}" if claim is not None else endpoint.grpc_target
             try:
-                port = server.add_insecure_port(endpoint.grpc_target)
+                port = server.add_insecure_port(target)
             except RuntimeError:
                 port = 0  # grpc raises where it cannot bind
             if port == 0:
                 raise OSError(f"cannot listen on {endpoint.grpc_target} (address in use or not permitted)")
+            if claim is not None:
+                claim.link()  # the path now names the socket grpc bound, and is ours to remove, only it
             await server.start()
         if endpoint.path is not None:
             secure_socket(endpoint.path)
@@ -196,12 +266,9 @@ async def serve(
         try:
             if on_started is not None:
                 await on_started()
-            await stop.wait()
+            await stopped.wait()
             log.info("%s stopping", component)
         finally:
             await server.stop(STOP_GRACE_S)
             if on_stop is not None:
                 await on_stop()
-            if endpoint.path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    Path(endpoint.path).unlink()

@@ -31,8 +31,9 @@ from tests.support.dockercompose import Compose, docker, engine_objects
 from tests.support.kubelet import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-QUERY = JaegerQuery("http://127.0.0.1:16686")
-SYNCS = JaegerBackend.kubelet_syncs(QUERY.base_url)
+JAEGER_URL = "http://127.0.0.1:16686"
+QUERY = JaegerQuery(JAEGER_URL)
+JAEGER = JaegerBackend.kubelet_syncs(JAEGER_URL)
 COMPONENTS = ("conmon", "crio", "kubelet")
 
 if os.environ.get("CRISTACK_COMPOSE_E2E") != "1":
@@ -89,16 +90,18 @@ class Run:
 # conmon-rs's spans that watch a container end when it exits: the start trace of a pod still running lacks them.
 WATCHING = {"watch", "watch_grandchild", "cgroup_handling", "oom_handling_cgroup_v1", "wait_for_exit_code",
             "write_exit_path"}
-WHILE_RUNNING = Expected(edges=tuple(e for e in expectations.expected("pod") if e.child not in WATCHING),
-                         name="pod start while its container runs")
+WHILE_RUNNING = [e for e in expectations.POD_START if e.child not in WATCHING]
 
 
 def web_pod_trace(run: Run) -> None:
     """The shipped static pod's start (nginx, still running): one trace with kubelet, crio and conmonrs spans and
     every expected edge but those that end with the container."""
-    trace = SYNCS.wait_for_trace(WHILE_RUNNING, match=is_create_of("web"), timeout=60)
-    assert {"kubelet", "crio", "conmonrs"} <= trace.services
-    run.found["web"] = trace.trace_id
+    while_running = Expected(edges=tuple(WHILE_RUNNING), name="pod start, container still running")
+    trace = JAEGER.wait_for_trace(while_running, match=is_create_of("web"), timeout=60)
+    assert {"kubelet", "crio", "conmonrs"} <= {s.service for s in trace}
+    assert all(ok for _, ok in expectations.check(trace, "pod", WHILE_RUNNING)), \
+        expectations.diff(trace, "pod", WHILE_RUNNING)
+    run.found["web"] = trace[0].trace_id
 
 
 def crictl_in_the_crio_container(run: Run) -> None:
@@ -117,8 +120,9 @@ def crictl_in_the_crio_container(run: Run) -> None:
 def dropped_manifest_runs(run: Run) -> None:
     """A Pod YAML copied into examples/manifests/ runs (its trace reaches Jaeger complete); removed, it goes."""
     d = run.drop(REPO / "examples" / "pods" / "hello.yaml", f"e2e-{uuid.uuid4().hex[:8]}")
-    trace = SYNCS.wait_for_trace(pod_start("pod"), match=pod_uid(d.uid), timeout=60)
-    run.found["dropped"] = trace.trace_id
+    trace = JAEGER.wait_for_trace(pod_start("pod"), match=pod_uid(d.uid), timeout=60)
+    assert all(ok for _, ok in expectations.check(trace, "pod")), expectations.diff(trace, "pod")
+    run.found["dropped"] = trace[0].trace_id
     name = d.path.stem
     assert name in run.compose.exec("crio", "crictl", "pods", "--name", name)
     d.remove()
@@ -155,7 +159,7 @@ def kata_pod_traces(run: Run) -> None:
         for service, operation in (("kubelet", "syncPod"), ("kata", ""), ("kata-agent", "")):
             for t in QUERY.traces(service, operation, limit=200):
                 seen.setdefault(t[0].trace_id, t)
-        found = scenarios.find_kata([_JaegerRun(list(seen.values()))])
+        found = scenarios.find(scenarios.load("kata"), [_JaegerRun(list(seen.values()))])
         return found if found.ok else None
 
     found = wait_for("the kata pod's traces (shim and agent) in Jaeger", finding, timeout=60, interval=0.5)

@@ -131,6 +131,8 @@ def test_container_gc_skips_a_container_another_loop_removed_first() -> None:
                 return pb.ListPodSandboxResponse()
             if method == "ContainerStatus" and request.container_id == "a":
                 raise Gone()
+            if method == "ContainerStatus":
+                return pb.ContainerStatusResponse(status=pb.ContainerStatus(id=request.container_id))
             if method == "RemoveContainer":
                 removed.append(request.container_id)
             return None

@@ -260,3 +260,29 @@ def test_read_log_binary_and_torn_last_line(tmp_path: Path) -> None:
     [(stream, text)] = read_log(path)
     assert stream == "stdout"
     assert text.encode("utf-8", "surrogateescape") == b"\xff raw\r"
+
+
+def test_iter_output_serves_the_log_in_file_order_in_bounded_pieces(tmp_path: Path) -> None:
+    """As the kubelet's ReadLogs: full records with their newline, partial ones without, in file order; never
+    more than a piece and a record in memory, whatever the log's size."""
+    from cristack.containers.crilog import MAX_RECORD, iter_output
+
+    path = tmp_path / "0.log"
+    with CriLogWriter(path, max_line=1000) as log:
+        for i in range(2000):
+            log.write("stdout", f"line {i}\n".encode())
+        log.write("stdout", b"x" * 2500)  # two P records, then its end in an F
+        log.write("stderr", b"err\n")
+        log.write("stdout", b"!\n")
+    pieces = list(iter_output(path, chunk=4096))
+    assert max(len(p) for p in pieces) < 4096 + MAX_RECORD
+    text = b"".join(pieces)
+    assert text.startswith(b"line 0\nline 1\n") and text.endswith(b"x" * 2000 + b"err\n" + b"x" * 500 + b"!\n")
+    assert text.count(b"\n") == 2002
+    with path.open("ab") as f:
+        f.write(b"2026-01-01T00:00:00Z stdout F no newline yet")
+    assert b"".join(iter_output(path)) == text, "a write in progress is not served"
+    bad = tmp_path / "bad.log"
+    bad.write_bytes(b"y" * (MAX_RECORD + 10) + b"\n")
+    with pytest.raises(ValueError, match="longer than"):
+        list(iter_output(bad))

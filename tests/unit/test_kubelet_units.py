@@ -257,3 +257,19 @@ def test_a_relative_pod_manifest_path_flag_is_the_working_directorys(tmp_path: P
     assert config.load(["--config", "etc/kubelet.yaml"]).static_pod_path == Path("etc/pods")
     assert config.load(["--config", "etc/kubelet.yaml", "--pod-manifest-path", "manifests"]).static_pod_path == \
         Path("manifests")
+
+
+def test_event_messages_are_cut_at_the_apis_note_limit(tmp_path: Path) -> None:
+    """An image name or a runtime's error can be megabytes; an event's note may have 1,024 characters
+    (pkg/apis/core/validation/events.go NoteLengthLimit), and so may each line of the events file's message."""
+    import json
+
+    from fake_kubelet.events import NOTE_LENGTH_LIMIT, EventRecorder, pod_ref
+
+    path = tmp_path / "events.jsonl"
+    recorder = EventRecorder(path, "node")
+    recorder.record(pod_ref("ns", "p", "u"), "Normal", "Pulling", f'Pulling image "{"i" * 4_000_000}"')
+    recorder.record(pod_ref("ns", "p", "u"), "Normal", "Pulled", "short")
+    recorder.close()
+    long, short = (json.loads(line)["message"] for line in path.read_text().splitlines())
+    assert len(long) == NOTE_LENGTH_LIMIT and long.endswith("...") and short == "short"
