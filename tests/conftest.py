@@ -18,7 +18,8 @@ from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-# A test's tier is the folder it lives in: `make test-fast` runs `-m "unit or component"`, `make test` all four.
+# A test's tier is the folder it lives in: `make test-fast` runs `-m "unit or component"` (on
+# their two folders), `make test` all four.
 TIERS = ("unit", "component", "integration", "e2e")
 TESTS = Path(__file__).resolve().parent
 
