@@ -82,6 +82,12 @@ async def _pod_lifecycle(client: Client, bundles: Path, logs: Path, sink: Events
     st = await _call(client, "State", api.StateRequest(id=CTR), api.StateResponse)
     out["created_state"] = (st.status, st.pid == c.pid, created.pid > 0)
     await _call(client, "Start", api.StartRequest(id=CTR), api.StartResponse)
+    # The container has said hi before anything stops it (on a loaded machine its first line can come after the
+    # exec below, and a SIGTERM before it would leave an empty log).
+    deadline = asyncio.get_running_loop().time() + 30
+    while "stdout F hi" not in (log_path.read_text() if log_path.exists() else ""):
+        assert asyncio.get_running_loop().time() < deadline, "the container never wrote its line"
+        await asyncio.sleep(0.02)
     # exec echo yo
     spec = any_pb2.Any(type_url=EXEC_SPEC_URL, value=json.dumps({"args": ["echo", "yo"], "env": []}).encode())
     exec_out = logs / "exec.out"

@@ -34,7 +34,7 @@ from pathlib import Path
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from cristack.wire.endpoints import prepare_unix_listener, secure_socket, socket_umask
+from cristack.wire.endpoints import SocketClaim, claim_unix_socket, secure_socket, socket_umask
 from cristack.wire.pb.ttrpc import request_pb2
 from cristack.wire.ttrpc.channel import (
     MESSAGE_LENGTH_MAX,
@@ -104,6 +104,7 @@ class Server:
         self._max_active = max_active
         self._max_connections = max_connections
         self._listeners: list[asyncio.AbstractServer] = []
+        self._claims: list[SocketClaim] = []
         self._conns: dict[asyncio.Task[None], _Conn] = {}
         self._closing = False
 
@@ -113,12 +114,19 @@ class Server:
         self._services[service] = dict(methods)
 
     async def listen(self, path: str | os.PathLike[str], *, private_parent: bool = True) -> None:
-        """Binds a unix socket at ``path`` (mode 0660, a stale socket replaced, a live file never) and serves it."""
+        """Binds a unix socket at ``path`` (mode 0660; a stale socket replaced, a live one or any other file never:
+        SocketInUse) and serves it; ``close`` removes it only while it is still ours."""
         where = Path(path)
-        prepare_unix_listener(where, private_parent=private_parent)
-        with socket_umask():
-            listener = await asyncio.start_unix_server(self._serve_conn, path=str(where),
-                                                       limit=MESSAGE_LENGTH_MAX + 64)
+        claim = claim_unix_socket(where, private_parent=private_parent)
+        try:
+            with socket_umask():
+                listener = await asyncio.start_unix_server(self._serve_conn, path=str(claim.listen_path),
+                                                           limit=MESSAGE_LENGTH_MAX + 64)
+            claim.link()
+        except BaseException:
+            claim.release()
+            raise
+        self._claims.append(claim)
         secure_socket(where)
         self._listeners.append(listener)
 
@@ -160,6 +168,9 @@ class Server:
             with contextlib.suppress(Exception):
                 await listener.wait_closed()
         self._listeners.clear()
+        for claim in self._claims:
+            claim.release()
+        self._claims.clear()
 
     async def _serve_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         me = asyncio.current_task()
