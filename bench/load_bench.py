@@ -25,9 +25,8 @@ from pathlib import Path
 from bench.report import Row
 from bench.stats import cpu_seconds
 from cristack.harness.load import Load, LoadOptions, pinned
-from cristack.harness.procs import serving
 from cristack.otel.stats import read_stats
-from cristack.wire.endpoints import free_ports, parse_endpoint
+from cristack.wire.endpoints import free_ports, parse_endpoint, serving
 
 WARMUP_S = 3.0
 MEASURE_S = 7.0

@@ -29,10 +29,10 @@ from bench.stats import cpu_seconds, cpu_ticks, machine, ms, p50, pct, rss_kb, s
 from cristack.gcpolicy import tune_for_service
 from cristack.harness.assertions import find_trace, pod_start, pod_uid, spans_from
 from cristack.harness.backends import JaegerBackend
-from cristack.harness.jaeger import Jaeger, free_ports, jaeger_binary, start_jaeger
-from cristack.harness.procs import component_argv, find_tool, serving
+from cristack.harness.jaeger import Jaeger, jaeger_binary, start_jaeger
+from cristack.harness.procs import component_argv, find_tool
 from cristack.harness.stack import Stack, StackOptions, example
-from cristack.wire.endpoints import parse_endpoint
+from cristack.wire.endpoints import free_ports, parse_endpoint, serving
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 

@@ -37,6 +37,14 @@ class DirWatch:
         self._watching = False
         self._tried = False
 
+    def start(self) -> None:
+        """Puts the watch in place, or notes that the directory is missing: called before the first listing of the
+        directory, so that ``wait`` returns for whatever changes after that listing, the directory appearing
+        included. (Without it, a directory that appeared between the listing and the first ``wait`` was watched
+        from then on, its files already there unseen until the next periodic listing.)"""
+        self._tried = True
+        self._ensure()
+
     def _ensure(self) -> None:
         """Adds the watch when it is not in place (the directory may have appeared since)."""
         if self._watching:

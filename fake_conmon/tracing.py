@@ -40,7 +40,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
-from cristack.containers.monitor_metadata import FAULTS_KEY, MAX_LOG_BYTES_KEY, MONITOR_ENV_KEY  # noqa: F401 - re-exported
+from cristack.containers.monitor_metadata import FAULTS_KEY, MONITOR_ENV_KEY
 from cristack.containers.supervise import Hooks
 from cristack.otel.spans import error_status
 from fake_conmon.sites import SPANS, event_site

@@ -27,13 +27,12 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
 from cristack.otel import otelenv
 from cristack.otel.rpctrace import OTELGRPC_SCOPE
 from cristack.otel.spans import current_span
 from cristack.otel.stats import stats_path_from_env
-from cristack.otel.telemetry import Telemetry, TracingSettings
+from cristack.otel.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -42,39 +41,18 @@ OTELGRPC_VERSION = "0.71.0"  # containerd v2.4.2 go.mod
 OTELHTTP_SCOPE = "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 OTELHTTP_VERSION = "0.71.0"
 STEP_SCOPE = "go.opentelemetry.io/otel/sdk/tracer"  # what the Go SDK names an empty tracer name
-GO_SDK = {"telemetry.sdk.language": "go", "telemetry.sdk.name": "opentelemetry", "telemetry.sdk.version": "1.46.0"}
 NAMESPACE = "k8s.io"  # the CRI plugin's containerd namespace (tracing.WithNamespace sets it as an attribute)
-
-
-def resource(env: Mapping[str, str]) -> Resource:
-    """resource.Default() of the Go SDK with containerd's default service name."""
-    detected = OTELResourceDetector().detect()
-    return Resource(GO_SDK).merge(detected).merge(Resource({"service.name": otelenv.service_name(env, SERVICE)}))
 
 
 def containerd_telemetry(env: Mapping[str, str] | None = None) -> tuple[Telemetry, dict[str, str]]:
     """The tracer provider containerd's plugins would build from ``env`` (default: this process's), and the
     environment its shims inherit (``OTEL_SERVICE_NAME`` set to containerd's name, as the plugin sets it in its
-    own environment). Raises otelenv.OtelEnvError for a value the Go SDK would refuse."""
+    own environment); tracing off, the failure logged, for a value the Go SDK would refuse."""
     env = dict(os.environ if env is None else env)
-    off = TracingSettings(False, "")
-    if otelenv.disabled(env):
-        log.info("skip loading plugin: tracing disabled by env OTEL_SDK_DISABLED=%s", env["OTEL_SDK_DISABLED"])
-        return Telemetry(SERVICE, off), env
-    target = otelenv.otlp_target(env)
-    if target is None:
-        log.info("skip loading plugin \"io.containerd.tracing.processor.v1.otlp\": tracing endpoint not configured")
-        return Telemetry(SERVICE, off), env
-    if not env.get("OTEL_SERVICE_NAME"):
-        env["OTEL_SERVICE_NAME"] = SERVICE
-    exporter = None  # gRPC: the library's OTLP/gRPC exporter
-    if target.protocol == otelenv.HTTP:
-        from cristack.otel.otlphttp import HttpSpanExporter
-
-        exporter = HttpSpanExporter(target.target, timeout=5.0)
     # The harness's span counts (cristack.otel.stats, mock-only: cristack load and the scenarios read them).
-    telemetry = Telemetry(env["OTEL_SERVICE_NAME"], TracingSettings(True, target.target), exporter=exporter,
-                          resource=resource(env), sampler=otelenv.sampler(env), stats_path=stats_path_from_env())
+    telemetry = otelenv.go_telemetry(env, SERVICE, log, stats_path_from_env())
+    if telemetry.enabled and not env.get("OTEL_SERVICE_NAME"):
+        env["OTEL_SERVICE_NAME"] = SERVICE
     return telemetry, env
 
 

@@ -7,12 +7,11 @@ import logging
 
 import grpc
 
-from cristack.otel import logs
+from cristack.config.startup import load_config
 from cristack.otel.loghandler import attached
 from cristack.otel.rpctrace import OTELGRPC_SCOPE, ServerTracing
 from cristack.otel.telemetry import Telemetry, crio_telemetry
 from cristack.wire.endpoints import SocketClaim
-from cristack.wire.errors import ConfigError, exit_config_error
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 from cristack.wire.serving import claim_or_exit, run_main, serve
 from cristack.wording import plural
@@ -67,12 +66,7 @@ async def run(cfg: crio_config.CrioConfig, telemetry: Telemetry, stop: asyncio.E
 
 def main(argv: list[str] | None = None) -> None:
     """Parses flags and config, then serves until SIGTERM/SIGINT."""
-    logs.setup("fake-crio", logging.INFO)
-    try:
-        cfg = crio_config.load(argv)
-    except ConfigError as err:
-        exit_config_error("fake-crio", err)
-    logs.setup("fake-crio", cfg.log_level)
+    cfg = load_config("fake-crio", crio_config.load, argv)
     # Before the state is loaded: a second fake-crio on a live socket must neither serve nor touch the first
     # one's state (CRI-O checks in its config validation, RemoveUnusedSocket, before anything else).
     claim = claim_or_exit("fake-crio", cfg.listen, private_parent=cfg.listen_is_default)

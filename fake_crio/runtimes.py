@@ -21,13 +21,14 @@ import grpc
 
 from cristack.containers.containerfs import BUNDLE_ENV
 from cristack.containers.monitor import ContainerSpec, Monitor
+from cristack.containers.monitor_metadata import FAULTS_KEY, MAX_LOG_BYTES_KEY, MONITOR_ENV_KEY
 from cristack.containers.supervise import ExecResult, container_env
 from cristack.wire.endpoints import parse_endpoint
 from cristack.wire.errors import FailedPrecondition, RpcError, Unavailable
 from cristack.wire.pb.conmon.v1 import conmon_pb2 as cpb
 from cristack.wire.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
 from fake_crio.state import EXITED, ContainerRecord, SandboxRecord
-from fake_crio.tracing import FAULTS_KEY, MAX_LOG_BYTES_KEY, MONITOR_ENV_KEY, CrioTracing
+from fake_crio.tracing import CrioTracing
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 # CRI enum values, as numbers so that records stay plain JSON.
 SANDBOX_READY, SANDBOX_NOTREADY = 0, 1
 CREATED, RUNNING, EXITED, UNKNOWN = 0, 1, 2, 3
-CONTAINER_STATE_NAMES = {CREATED: "CREATED", RUNNING: "RUNNING", EXITED: "EXITED", UNKNOWN: "UNKNOWN"}
 UID_LABEL = "io.kubernetes.pod.uid"  # the kubelet's label; its lists are filtered by it
 
 

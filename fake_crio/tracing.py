@@ -22,7 +22,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from cristack.containers.monitor_metadata import FAULTS_KEY, MAX_LOG_BYTES_KEY, MONITOR_ENV_KEY  # noqa: F401 - re-exported
 from cristack.otel.rpctrace import inject
 from cristack.otel.spans import current_span
 from fake_crio.faults import Faults
@@ -63,14 +62,6 @@ class CrioTracing:
             if self.faults:
                 await self.faults.apply(fault_key or func, subject)
             yield span
-
-    @contextlib.asynccontextmanager
-    async def steps_chain(self, *funcs: str) -> AsyncIterator[None]:
-        """Nested steps, each the child of the one before (``Runtime.X`` > ``runtimeOCI.X``)."""
-        async with contextlib.AsyncExitStack() as stack:
-            for func in funcs:
-                await stack.enter_async_context(self.step(func))
-            yield
 
     @contextlib.contextmanager
     def client(self, method: str, *, root: bool = False) -> Iterator[dict[str, str]]:

@@ -197,19 +197,14 @@ class Kubelet:
 
     # -- loops
 
-    async def _watch_manifests(self) -> None:
-        """Reads the static pod directory when it changes (an inotify watch, as the real kubelet's fsnotify
-        watch) and in any case every fileCheckFrequency."""
+    async def _watch_manifests(self, watch: DirWatch) -> None:
+        """Reads the static pod directory when it changes (``watch``: an inotify watch, as the real kubelet's
+        fsnotify watch, started before the first listing) and in any case every fileCheckFrequency."""
         async def check() -> None:
             await self.sync_manifests()
 
-        assert self.cfg.static_pod_path is not None
-        watch = DirWatch(self.cfg.static_pod_path)
-        try:
-            await keep_running(self.cfg.file_check_frequency, check, "static pod check",
-                               first=self.cfg.file_check_frequency, pause=watch.wait)
-        finally:
-            watch.close()
+        await keep_running(self.cfg.file_check_frequency, check, "static pod check",
+                           first=self.cfg.file_check_frequency, pause=watch.wait)
 
     async def wait_for_runtime(self, timeout: float | None = None) -> None:
         """Waits until the CRI endpoint answers Version (the runtime may start after us); RuntimeUnavailable
@@ -291,6 +286,7 @@ class Kubelet:
     async def run(self, stop: asyncio.Event) -> int:
         """Runs until ``stop`` is set (or, with --runonce, until the pods are done)."""
         servers: list[asyncio.AbstractServer] = []
+        watch: DirWatch | None = None
         try:
             if not await _unless_stopped(self.startup(), stop):
                 return 0  # stopped while waiting for the runtime
@@ -299,10 +295,14 @@ class Kubelet:
             self._tasks.append(asyncio.create_task(self.pleg.run(), name="pleg"))
             if not self.cfg.runonce:
                 self._start_loops()
+                if self.cfg.static_pod_path is not None:
+                    watch = DirWatch(self.cfg.static_pod_path)
+                    watch.start()  # before the first listing: nothing that changes after it goes unseen
             await self.sync_manifests()
             if self.cfg.runonce:
                 return await self._runonce(stop)
-            self._tasks.append(asyncio.create_task(self._watch_manifests(), name="manifests"))
+            if watch is not None:
+                self._tasks.append(asyncio.create_task(self._watch_manifests(watch), name="manifests"))
             await stop.wait()
             return 0
         finally:
@@ -316,6 +316,8 @@ class Kubelet:
                     worker.task.cancel()
             await asyncio.gather(*self._tasks, *(w.task for w in self.workers.values() if w.task),
                                  return_exceptions=True)
+            if watch is not None:
+                watch.close()
             await self.cri.close()
             self.events.close()
 

@@ -8,12 +8,11 @@ import sys
 
 import grpc
 
+from cristack.config.startup import load_config
 from cristack.gcpolicy import tune_for_service
 from cristack.lifeline import stop_on_signals
-from cristack.otel import logs
 from cristack.otel.envcontext import EnvContext, from_environment
 from cristack.otel.telemetry import Telemetry, kubelet_telemetry
-from cristack.wire.errors import ConfigError, exit_config_error
 from fake_kubelet import config as kubelet_config
 from fake_kubelet.kubelet import Kubelet, RuntimeUnavailable
 
@@ -32,13 +31,9 @@ async def run(cfg: kubelet_config.KubeletConfig, telemetry: Telemetry, parent: E
 
 def main(argv: list[str] | None = None) -> None:
     """Parses flags and the KubeletConfiguration, then runs the kubelet."""
-    logs.setup("fake-kubelet", logging.INFO)
-    try:
-        cfg = kubelet_config.load(argv)
-    except ConfigError as err:
-        exit_config_error("fake-kubelet", err)
-    # The real kubelet's klog lines never become span events (only a failed sync records its error).
-    logs.setup("fake-kubelet", cfg.log_level)
+    cfg = load_config("fake-kubelet", kubelet_config.load, argv)
+    # No log handler on its spans: the real kubelet's klog lines never become span events (only a failed sync
+    # records its error).
     tracing = cfg.tracing
     # A CI job's trace context (TRACEPARENT, TRACESTATE): the pods' start traces become its children.
     parent = from_environment()

@@ -18,7 +18,8 @@ from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-# A test's tier is the folder it lives in: `make test-fast` runs `-m "unit or component"`, `make test` all four.
+# A test's tier is the folder it lives in: `make test-fast` runs `-m "unit or component"` (on
+# their two folders), `make test` all four.
 TIERS = ("unit", "component", "integration", "e2e")
 TESTS = Path(__file__).resolve().parent
 
@@ -90,9 +91,12 @@ class CrioHandle(CriStubs):
         self.proc = start("fake-crio", self.args, self.dir / "crio.log", endpoint=parse_endpoint(str(self.socket)))
 
     def close(self) -> None:
+        """Stops fake-crio, then its fake-conmon when it has one."""
         for ch in self.channels:
             ch.close()
         self.proc.stop()
+        if self.conmon is not None:
+            self.conmon.proc.stop()
 
 
 def crio_argv(base: Path, *extra: str, config: Path | None = None,
@@ -216,22 +220,27 @@ monitor_endpoint = "unix://{socket}"
 """
 
 
+def start_pod_crio(base: Path, *extra: str, confine_logs: bool = True) -> CrioHandle:
+    """fake-crio whose default runtime is type pod, through a fake-conmon process (``handle.conmon``; ``close``
+    stops both)."""
+    conmon = start_conmon(base)
+    conf = base / "crio.conf"
+    conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
+    try:
+        handle = start_crio(base, *extra, config=conf, confine_logs=confine_logs)
+    except BaseException:
+        conmon.proc.stop()
+        raise
+    handle.conmon = conmon
+    return handle
+
+
 @pytest.fixture(params=["oci", "pod"])
 def any_crio(request, tmp_path: Path) -> Iterator[CrioHandle]:
     """fake-crio once with runtime type oci and once with pod (through a real fake-conmon)."""
-    if request.param == "oci":
-        handle = start_crio(tmp_path)
-        handle.conmon = None
-    else:
-        conmon = start_conmon(tmp_path)
-        conf = tmp_path / "crio.conf"
-        conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
-        handle = start_crio(tmp_path, config=conf)
-        handle.conmon = conmon
+    handle = start_crio(tmp_path) if request.param == "oci" else start_pod_crio(tmp_path)
     yield handle
     handle.close()
-    if handle.conmon is not None:
-        handle.conmon.proc.stop()
 
 
 def free_port() -> int:

@@ -320,7 +320,7 @@ def health(args: argparse.Namespace) -> int:
     HTTP URL that answers 2xx)."""
     import urllib.request
 
-    from cristack.harness.procs import serving
+    from cristack.wire.endpoints import serving
 
     target: str = args.endpoint
     if target.startswith(("http://", "https://")):

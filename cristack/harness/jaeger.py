@@ -13,7 +13,7 @@ from cristack.harness.backends import JaegerBackend
 from cristack.harness.procs import find_tool
 from cristack.harness.tracequery import JaegerQuery
 from cristack.lifeline import stop_process
-from cristack.wire.endpoints import free_ports  # noqa: F401 - re-exported for the harness
+from cristack.wire.endpoints import free_ports
 
 CONFIG = """\
 service:

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from cristack.lifeline import PARENT_ENV, held_sigint, stop_process
 from cristack.pyexec import python_argv
-from cristack.wire.endpoints import Endpoint, serving  # noqa: F401 - serving is re-exported for the harness
+from cristack.wire.endpoints import Endpoint, serving
 
 
 def component_argv(name: str, *args: str) -> list[str]:

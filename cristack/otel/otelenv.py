@@ -12,20 +12,33 @@ is such a program (pkg/tracing/plugin/otlp.go): no TOML setting, tracing skipped
 - Sampler: ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (read by the Python SDK under the same names
   and values as Go's: ``parentbased_always_on`` by default).
 - ``OTEL_TRACES_EXPORTER``: empty or ``otlp``; anything else is an error.
+- Resource: the Go SDK's ``resource.Default()``: ``service.name`` and ``telemetry.sdk.*``, plus what
+  ``OTEL_RESOURCE_ATTRIBUTES`` adds; no host.name, no process.pid (as containerd's recordings show).
+
+``go_telemetry`` puts these together into a component's ``Telemetry``: containerd's (fake_containerd.tracing)
+and its shim's (fake_containerd.shim.daemon, built with ``shim_tracing``, which loads the same plugin).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
+from cristack.otel.telemetry import Telemetry, TracingSettings
+
+GO_SDK_VERSION = "1.46.0"  # go.opentelemetry.io/otel/sdk as containerd v2.4.2 links it
+GO_SDK = {"telemetry.sdk.language": "go", "telemetry.sdk.name": "opentelemetry",
+          "telemetry.sdk.version": GO_SDK_VERSION}
+HTTP_EXPORT_TIMEOUT_S = 5.0
 GRPC = "grpc"
 HTTP = "http/protobuf"
 PROTOCOLS = (GRPC, HTTP)
-DEFAULT_HTTP_URL = "https://localhost:4318/v1/traces"
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
@@ -111,3 +124,35 @@ def sampler(env: Mapping[str, str]) -> Sampler:
         "parentbased_traceidratio": lambda: ParentBased(ratio()),
     }
     return samplers.get(name, samplers["parentbased_always_on"])()
+
+
+def go_resource(env: Mapping[str, str], default_service: str) -> Resource:
+    """resource.Default() of the Go SDK, with the program's default service name."""
+    detected = OTELResourceDetector().detect()
+    return Resource(GO_SDK).merge(detected).merge(Resource({"service.name": service_name(env, default_service)}))
+
+
+def go_telemetry(env: Mapping[str, str], default_service: str, log: logging.Logger,
+                 stats_path: Path | None = None) -> Telemetry:
+    """The tracer provider containerd's otlp plugin builds from ``env``: off unless an endpoint is set (said at
+    info on ``log`` in the plugin loader's words), and off with the plugin's failure logged at error for a
+    value the Go SDK would refuse (containerd runs on without the plugin)."""
+    off = Telemetry(default_service, TracingSettings(False, ""))
+    try:
+        if disabled(env):
+            log.info("skip loading plugin: tracing disabled by env OTEL_SDK_DISABLED=%s", env["OTEL_SDK_DISABLED"])
+            return off
+        target = otlp_target(env)
+    except OtelEnvError as err:
+        log.error("failed to load plugin io.containerd.tracing.processor.v1.otlp: %s", err)
+        return off
+    if target is None:
+        log.info("skip loading plugin \"io.containerd.tracing.processor.v1.otlp\": tracing endpoint not configured")
+        return off
+    exporter = None  # gRPC: the library's OTLP/gRPC exporter
+    if target.protocol == HTTP:
+        from cristack.otel.otlphttp import HttpSpanExporter
+
+        exporter = HttpSpanExporter(target.target, timeout=HTTP_EXPORT_TIMEOUT_S)
+    return Telemetry(service_name(env, default_service), TracingSettings(True, target.target), exporter=exporter,
+                     resource=go_resource(env, default_service), sampler=sampler(env), stats_path=stats_path)

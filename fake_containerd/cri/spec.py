@@ -9,7 +9,6 @@ Nothing here is run on the host: the args name one of cristack's applets.
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -118,7 +117,3 @@ def exec_process(spec: dict, cmd: list[str]) -> dict:
     process["args"] = list(cmd)
     process["terminal"] = False
     return process
-
-
-def is_absolute_dir(path: str) -> bool:
-    return bool(path) and os.path.isabs(path)

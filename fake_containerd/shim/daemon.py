@@ -36,7 +36,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from cristack.containers.monitor import Monitor
 from cristack.lifeline import inherited_lifeline, watch_lifeline
-from cristack.otel.gosdk import env_provider
+from cristack.otel.otelenv import go_telemetry
 from cristack.otel.ttrpctrace import chain_server, server_interceptor
 from cristack.wire.endpoints import default_runtime_dir, private_dir
 from cristack.wire.ttrpc import CallContext, Server, ServerInterceptor
@@ -118,9 +118,16 @@ def inherited_socket(environ: dict[str, str] | os._Environ[str] = os.environ) ->
     return socket.socket(fileno=int(fd))
 
 
+def shim_provider(instance_id: str) -> trace.TracerProvider | None:
+    """The shim_tracing build's provider: containerd's otlp plugin read from the environment containerd handed
+    down (its endpoint, protocol and sampler; ``OTEL_SERVICE_NAME`` set by the start command); None when off."""
+    telemetry = go_telemetry(os.environ, f"containerd-shim-{instance_id}", log)
+    return telemetry.provider if telemetry.enabled else None
+
+
 async def run(namespace: str, instance_id: str, socket_path: str = "") -> int:
     """The daemon's main: serves until Shutdown or a signal; returns the exit status."""
-    provider = env_provider(f"containerd-shim-{instance_id}") if tracing_build() else None
+    provider = shim_provider(instance_id) if tracing_build() else None
     events_address = os.environ.get("TTRPC_ADDRESS", "")
     workdirs = private_dir(default_runtime_dir() / "shim-work" / instance_id[:64])
     daemon = ShimDaemon(namespace, instance_id, events_address, workdirs, provider)

@@ -31,6 +31,19 @@ def _split(results: list) -> tuple[list, list[grpc.aio.AioRpcError]]:
     return ok, errors
 
 
+def _one_wins(results: list, reserved_by: str) -> object:
+    """Of identical concurrent calls exactly one succeeds (returned); each of the others answers ALREADY_EXISTS
+    naming the holder of the name: ``reserved_by`` (a regular expression) up to the holder's id."""
+    ok, errors = _split(results)
+    assert len(ok) == 1, [e.details() for e in errors]
+    holder = ok[0].pod_sandbox_id if isinstance(ok[0], pb.RunPodSandboxResponse) else ok[0].container_id
+    assert [e.code() for e in errors] == [grpc.StatusCode.ALREADY_EXISTS] * (len(results) - 1)
+    for e in errors:
+        assert re.fullmatch(rf"{reserved_by} {holder}, which (already exists|is being created)", e.details()), \
+            e.details()
+    return holder
+
+
 def test_fifty_concurrent_sandboxes_get_fifty_ids_and_ips(any_crio: InProcessCrio) -> None:
     configs = [pod_config(name=f"p{i}", uid=f"uid-{i}") for i in range(50)]
     results = asyncio.run(_gather(any_crio.endpoint, [
@@ -50,14 +63,8 @@ def test_ten_identical_run_pod_sandbox_calls_make_one_sandbox(any_crio: InProces
     cfg = pod_config(name="twin", uid="uid-twin")
     results = asyncio.run(_gather(any_crio.endpoint, [
         lambda stub: stub.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=60)] * 10))
-    ok, errors = _split(results)
-    assert len(ok) == 1, [e.details() for e in errors]
-    holder = ok[0].pod_sandbox_id
-    assert [e.code() for e in errors] == [grpc.StatusCode.ALREADY_EXISTS] * 9
-    for e in errors:
-        assert re.fullmatch(r"error reserving pod name k8s_twin_default_uid-twin_0 for id [0-9a-f]{64}: name is "
-                            rf"reserved by pod sandbox {holder}, which (already exists|is being created)",
-                            e.details()), e.details()
+    holder = _one_wins(results, r"error reserving pod name k8s_twin_default_uid-twin_0 for id [0-9a-f]{64}: name "
+                                r"is reserved by pod sandbox")
     listed = any_crio.runtime().ListPodSandbox(pb.ListPodSandboxRequest()).items
     assert [s.id for s in listed] == [holder]
 
@@ -91,14 +98,8 @@ def test_ten_identical_create_container_calls_make_one_container(any_crio: InPro
     request = pb.CreateContainerRequest(pod_sandbox_id=sid, config=cfg, sandbox_config=sandbox)
     results = asyncio.run(_gather(any_crio.endpoint, [
         lambda stub: stub.CreateContainer(request, timeout=60)] * 10))
-    ok, errors = _split(results)
-    assert len(ok) == 1, [e.details() for e in errors]
-    holder = ok[0].container_id
-    assert [e.code() for e in errors] == [grpc.StatusCode.ALREADY_EXISTS] * 9
-    for e in errors:
-        assert re.fullmatch(r"error reserving ctr name k8s_main_ctrs_default_uid-ctrs_0 for id [0-9a-f]{64}: name "
-                            rf"is reserved by container {holder}, which (already exists|is being created)",
-                            e.details()), e.details()
+    holder = _one_wins(results, r"error reserving ctr name k8s_main_ctrs_default_uid-ctrs_0 for id [0-9a-f]{64}: name "
+                                r"is reserved by container")
     rt = any_crio.runtime()
     listed = rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=sid))).containers
     assert [c.id for c in listed] == [holder]

@@ -7,7 +7,7 @@ import json
 import urllib.request
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
-from tests.integration.test_kubelet import (
+from tests.support.kubelet import (
     START_ORDER,
     calls,
     calls_plain,

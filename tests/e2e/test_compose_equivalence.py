@@ -12,8 +12,8 @@ from pathlib import Path
 
 from cristack.harness import expectations
 from cristack.harness.assertions import pod_start, spans_from
-from cristack.harness.jaeger import free_ports
 from cristack.harness.procs import component_argv, start
+from cristack.wire.endpoints import free_ports
 from tests.support.composefile import LocalMapping, load, mounts
 from tests.support.pace import Stopwatch, allowance
 

@@ -27,8 +27,8 @@ from cristack.harness.assertions import Expected, pod_start, pod_uid
 from cristack.harness.backends import JaegerBackend
 from cristack.harness.sink.store import Span
 from cristack.harness.tracequery import JaegerQuery
-from tests.integration.test_kubelet import wait_for
 from tests.support.dockercompose import Compose, docker, engine_objects
+from tests.support.kubelet import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 JAEGER_URL = "http://127.0.0.1:16686"

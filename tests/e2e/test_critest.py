@@ -19,13 +19,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
-    POD_RUNTIME_CONF,
     ContainerdHandle,
     CrioHandle,
     require_tool,
-    start_conmon,
     start_containerd,
     start_crio,
+    start_pod_crio,
 )
 
 if sys.version_info >= (3, 11):
@@ -70,17 +69,10 @@ def crio(request, tmp_path: Path) -> Iterator[CrioHandle | ContainerdHandle]:
         yield handle
         handle.close()
         return
-    conmon = None
-    config = None
-    if request.param == "pod":
-        conmon = start_conmon(tmp_path)
-        config = tmp_path / "crio.conf"
-        config.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
-    handle = start_crio(tmp_path, config=config, confine_logs=False)
+    start = start_pod_crio if request.param == "pod" else start_crio
+    handle = start(tmp_path, confine_logs=False)
     yield handle
     handle.close()
-    if conmon is not None:
-        conmon.proc.stop()
 
 
 def test_critest_focused_specs_pass(crio: CrioHandle | ContainerdHandle, request) -> None:

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from cristack.otel.tracediff import Allowlist, diff
 from tests.conftest import require_tool
 from tests.support.fidelity_containerd import (
-    ALLOWLIST,
     CONTAINERD_RECORDINGS,
     ContainerdRecording,
-    load,
     record_session,
 )
+from tests.support.replay import assert_matches
 
 pytestmark = pytest.mark.e2e
 
@@ -25,6 +23,4 @@ pytestmark = pytest.mark.e2e
 def test_crictl_session_matches_the_recording(rec: ContainerdRecording, tmp_path: Path) -> None:
     crictl = require_tool("crictl")
     ours = record_session(tmp_path, rec, crictl)
-    result = diff(load(rec), ours, allow=Allowlist.load(ALLOWLIST), recording=rec.name)
-    print(result.summary())
-    assert result.ok, "differences from the real recording outside deliberate-differences.toml:\n" + result.report()
+    assert_matches(rec, ours)

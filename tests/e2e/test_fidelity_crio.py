@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from cristack.otel.tracediff import Allowlist, diff
 from tests.conftest import require_tool
-from tests.support.fidelity import ALLOWLIST, CRIO_RECORDINGS, CrioRecording, load, record_lifecycle
+from tests.support.fidelity import CRIO_RECORDINGS, CrioRecording, record_lifecycle
+from tests.support.replay import assert_matches
 
 
 @pytest.mark.parametrize("rec", CRIO_RECORDINGS, ids=lambda r: Path(r.file).stem)
 def test_crictl_session_matches_the_recording(rec: CrioRecording, tmp_path: Path) -> None:
     crictl = require_tool("crictl")
     ours = record_lifecycle(tmp_path, rec, crictl)
-    result = diff(load(rec), ours, allow=Allowlist.load(ALLOWLIST), recording=rec.name)
-    print(result.summary())
-    assert result.ok, "differences from the real recording outside deliberate-differences.toml:\n" + result.report()
+    assert_matches(rec, ours)

@@ -135,7 +135,7 @@ def test_jaeger_started_after_the_stack(jaeger_factory, cri_stack):
     # The pod starts while nothing listens for its spans. Once its container runs, its start's spans have ended;
     # each exporter works through its batches one at a time, so two more failed batches in both the kubelet's and
     # crio's logs mean the batches holding them have been tried and dropped.
-    from tests.integration.test_kubelet import containers, wait_for
+    from tests.support.kubelet import containers, wait_for
 
     wait_for("the early pod's container running", lambda: [c for c in containers(stack, "early") if c.state == 1],
              timeout=30)

@@ -6,6 +6,7 @@ checked for the parent edge containerd CLIENT -> shim SERVER and for the root Ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -14,11 +15,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf import any_pb2, empty_pb2
+from opentelemetry.sdk.trace import TracerProvider
 
 from cristack.harness.sink.receiver import Sink
 from cristack.otel.ttrpctrace import client_interceptor
@@ -40,6 +43,26 @@ EXEC_SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 async def _call(client: Client, method: str, req, resp_type):  # noqa: ANN001, ANN202
     return await client.call(TASK, method, req, resp_type, metadata=NS, timeout=30)
+
+
+@contextlib.asynccontextmanager
+async def _shim_in_process(tmp_path: Path, sink: EventsSink, containerd: TracerProvider | None = None,
+                           shim_provider: TracerProvider | None = None) -> AsyncIterator[tuple[ShimDaemon, Client]]:
+    """The shim served in this process, publishing to ``sink`` (containerd's Events service), and a client
+    connected to it as containerd is; traced by the providers given."""
+    events = tmp_path / "run" / "containerd.sock.ttrpc"
+    events_server = sink.server(containerd)
+    await events_server.listen(events)
+    daemon = ShimDaemon("k8s.io", SB, f"unix://{events}", tmp_path / "work", shim_provider)
+    await daemon.start(path=tmp_path / "s" / "shim.sock")
+    client = await Client.connect(tmp_path / "s" / "shim.sock",
+                                  interceptor=client_interceptor(containerd) if containerd is not None else None)
+    try:
+        yield daemon, client
+    finally:
+        await client.close()
+        await daemon.stop()
+        await events_server.close()
 
 
 async def _pod_lifecycle(client: Client, bundles: Path, logs: Path, sink: EventsSink) -> dict[str, object]:
@@ -141,21 +164,11 @@ def test_shim_in_process(tmp_path: Path) -> None:
     sink = EventsSink()
 
     async def scenario() -> dict[str, object]:
-        events_server = sink.server(containerd)
-        await events_server.listen(tmp_path / "run" / "containerd.sock.ttrpc")
-        daemon = ShimDaemon("k8s.io", SB, f"unix://{tmp_path / 'run' / 'containerd.sock.ttrpc'}",
-                            tmp_path / "work", shim_provider)
-        await daemon.start(path=tmp_path / "s" / "shim.sock")
-        client = await Client.connect(tmp_path / "s" / "shim.sock", interceptor=client_interceptor(containerd))
-        try:
+        async with _shim_in_process(tmp_path, sink, containerd, shim_provider) as (daemon, client):
             out = await _pod_lifecycle(client, tmp_path / "bundles", tmp_path / "logs", sink)
             await _call(client, "Shutdown", api.ShutdownRequest(id=SB), empty_pb2.Empty)
             await asyncio.wait_for(daemon.stopping.wait(), 10)  # empty now: the shim may go
             return out
-        finally:
-            await client.close()
-            await daemon.stop()
-            await events_server.close()
 
     out = asyncio.run(scenario())
     assert out["shim_pid"] == os.getpid()
@@ -270,12 +283,7 @@ def test_the_call_context_reaches_the_process_as_traceparent(tmp_path: Path) -> 
     sink = EventsSink()
 
     async def scenario() -> bytes:
-        events_server = sink.server()
-        await events_server.listen(tmp_path / "ctd.ttrpc")
-        daemon = ShimDaemon("k8s.io", SB, f"unix://{tmp_path / 'ctd.ttrpc'}", tmp_path / "work", shim_provider)
-        await daemon.start(path=tmp_path / "shim.sock")
-        client = await Client.connect(tmp_path / "shim.sock", interceptor=client_interceptor(containerd))
-        try:
+        async with _shim_in_process(tmp_path, sink, containerd, shim_provider) as (_, client):
             bundle = write_bundle(tmp_path / "bundles", SB, ["/pause"], sandbox=SB)
             await _call(client, "Create", api.CreateTaskRequest(id=SB, bundle=str(bundle)), api.CreateTaskResponse)
             await _call(client, "Start", api.StartRequest(id=SB), api.StartResponse)
@@ -288,10 +296,6 @@ def test_the_call_context_reaches_the_process_as_traceparent(tmp_path: Path) -> 
             await _call(client, "Wait", api.WaitRequest(id=SB, exec_id="t"), api.WaitResponse)
             await _call(client, "Kill", api.KillRequest(id=SB, signal=signal.SIGKILL), empty_pb2.Empty)
             return out.read_bytes()
-        finally:
-            await client.close()
-            await daemon.stop()
-            await events_server.close()
 
     printed = asyncio.run(scenario()).decode().strip()
     starts = [s for s in s_spans.get_finished_spans() if s.name == f"{TASK}/Start"]
@@ -310,14 +314,8 @@ def test_a_killed_exec_ends_the_bundle_is_seen_and_the_log_reopens(tmp_path: Pat
     resolv.write_text("nameserver 10.10.10.10\n")
 
     async def scenario() -> dict[str, object]:
-        events_server = sink.server()
-        await events_server.listen(tmp_path / "run" / "containerd.sock.ttrpc")
-        daemon = ShimDaemon("k8s.io", SB, f"unix://{tmp_path / 'run' / 'containerd.sock.ttrpc'}",
-                            tmp_path / "work", None)
-        await daemon.start(path=tmp_path / "s" / "shim.sock")
-        client = await Client.connect(tmp_path / "s" / "shim.sock")
         out: dict[str, object] = {}
-        try:
+        async with _shim_in_process(tmp_path, sink) as (_, client):
             bundle = write_bundle(tmp_path / "bundles", CTR, ["sleep", "3600"])
             doc = json.loads((bundle / "config.json").read_text())
             doc["mounts"] = [{"destination": "/etc/resolv.conf", "type": "bind", "source": str(resolv),
@@ -355,10 +353,6 @@ def test_a_killed_exec_ends_the_bundle_is_seen_and_the_log_reopens(tmp_path: Pat
             await _call(client, "Kill", api.KillRequest(id=CTR, signal=signal.SIGKILL), empty_pb2.Empty)
             await asyncio.wait_for(_call(client, "Wait", api.WaitRequest(id=CTR), api.WaitResponse), 10)
             return out
-        finally:
-            await client.close()
-            await daemon.stop()
-            await events_server.close()
 
     out = asyncio.run(scenario())
     assert out == {"resolv": "nameserver 10.10.10.10\n", "killed_exit": 128 + signal.SIGKILL, "reopened": True}

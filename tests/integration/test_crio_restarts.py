@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
-from tests.conftest import pod_config
+from tests.conftest import pod_config, start_pod_crio
 from tests.support.criops import run_container, start_pod, wait_exited
 
 
@@ -34,12 +34,8 @@ def test_restart_keeps_pods_and_containers(crio):
 
 
 def test_monitor_killed_mid_run_then_restarted(tmp_path):
-    from tests.conftest import POD_RUNTIME_CONF, start_conmon, start_crio
-
-    conmon = start_conmon(tmp_path)
-    conf = tmp_path / "crio.conf"
-    conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
-    crio = start_crio(tmp_path, config=conf)
+    crio = start_pod_crio(tmp_path)
+    conmon = crio.conmon
     try:
         rt, cid = start_pod(crio, ["sleep", "60"])
         assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_RUNNING
@@ -69,16 +65,10 @@ def test_monitor_killed_mid_run_then_restarted(tmp_path):
         assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_EXITED
     finally:
         crio.close()
-        conmon.proc.stop()
 
 
 def test_pod_containers_survive_a_crio_restart(tmp_path):
-    from tests.conftest import POD_RUNTIME_CONF, start_conmon, start_crio
-
-    conmon = start_conmon(tmp_path)
-    conf = tmp_path / "crio.conf"
-    conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
-    crio = start_crio(tmp_path, config=conf)
+    crio = start_pod_crio(tmp_path)
     try:
         rt, cid = start_pod(crio, ["sleep", "60"])
         crio.restart(kill=True)
@@ -88,4 +78,3 @@ def test_pod_containers_survive_a_crio_restart(tmp_path):
         assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.exit_code == 143
     finally:
         crio.close()
-        conmon.proc.stop()

@@ -18,7 +18,7 @@ from cristack.harness.procs import start
 from cristack.wire.endpoints import parse_endpoint
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from tests.conftest import container_config, pod_config, start_crio
-from tests.integration.test_kubelet import containers, manifest, pod_status, sandboxes, wait_for, wait_for_relists
+from tests.support.kubelet import containers, manifest, pod_status, sandboxes, wait_for, wait_for_relists
 from tests.support.pace import allowance, timed
 
 

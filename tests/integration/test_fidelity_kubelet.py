@@ -10,14 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cristack.otel.tracediff import Allowlist, diff
-from tests.support.fidelity_kubelet import ALLOWLIST, KUBELET_RECORDINGS, KubeletRecording, load, run_kubelet
+from tests.support.fidelity_kubelet import KUBELET_RECORDINGS, KubeletRecording, run_kubelet
+from tests.support.replay import assert_matches
 
 
 @pytest.mark.parametrize("rec", KUBELET_RECORDINGS, ids=lambda r: Path(r.file).stem)
 def test_kubelet_run_matches_the_recording(rec: KubeletRecording, tmp_path: Path) -> None:
     ours = run_kubelet(tmp_path, rec)
-    result = diff(load(rec), ours, mode="distinct", allow=Allowlist.load(ALLOWLIST), recording=rec.name)
-    print(f"{rec.name}: real shapes {result.real_shapes}, reproduced {result.reproduced}, extra {result.extra}")
-    print(result.summary())
-    assert result.ok, "differences from the real recording outside deliberate-differences.toml:\n" + result.report()
+    assert_matches(rec, ours, mode="distinct")

@@ -15,7 +15,7 @@ from cristack.wire.pb.conmon.v1 import conmon_pb2 as cpb
 from cristack.wire.pb.conmon.v1 import conmon_pb2_grpc as cgrpc
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
-from tests.conftest import POD_RUNTIME_CONF, start_conmon, start_crio
+from tests.conftest import start_pod_crio
 from tests.fuzzing import messages
 
 CRI = {
@@ -37,10 +37,7 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=list(H
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz")
-    conmon = start_conmon(base)
-    conf = base / "crio.conf"
-    conf.write_text(POD_RUNTIME_CONF.format(socket=conmon.socket))
-    crio = start_crio(base, "--pull-latency-ms", "0", config=conf)
+    crio = start_pod_crio(base, "--pull-latency-ms", "0")
     # Something to aim at: a sandbox and a running container whose ids the fuzzer may hit.
     rt = crio.runtime()
     crio.images().PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
@@ -50,9 +47,8 @@ def stack(tmp_path_factory):
     cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config(
         command=["sleep", "600"]))).container_id
     rt.StartContainer(pb.StartContainerRequest(container_id=cid))
-    yield crio, conmon, sid, cid
+    yield crio, crio.conmon, sid, cid
     crio.close()
-    conmon.proc.stop()
 
 
 def check(call, request, method: str = "") -> None:  # noqa: ANN001

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from fake_kubelet.manifests import MAX_MANIFEST_BYTES
-from tests.integration.test_kubelet import containers, runtime, wait_for
+from tests.support.kubelet import containers, runtime, wait_for
 from tests.unit.test_manifest_limits import BOMB, pod
 
 LONGEST_LINE = 4096  # far above any honest line, far below the megabytes each bad manifest carries

@@ -15,7 +15,7 @@ import yaml
 
 from cristack.harness.procs import component_argv
 from fake_kubelet.periodic import keep_running
-from tests.integration.test_kubelet import containers, manifest, wait_for
+from tests.support.kubelet import containers, manifest, wait_for
 from tests.support.pace import allowance, timed
 
 

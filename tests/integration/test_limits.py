@@ -232,8 +232,8 @@ def test_components_raise_the_open_files_soft_limit_to_the_hard_limit(tmp_path):
     import resource
     import subprocess
 
-    from cristack.harness.procs import component_argv, serving
-    from cristack.wire.endpoints import parse_endpoint
+    from cristack.harness.procs import component_argv
+    from cristack.wire.endpoints import parse_endpoint, serving
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     sock = tmp_path / "conmon.sock"
@@ -261,8 +261,8 @@ def start_with_fd_limit(name: str, args: list[str], base: Path, sock: Path, limi
     import subprocess
     import sys
 
-    from cristack.harness.procs import Proc, component_argv, serving
-    from cristack.wire.endpoints import parse_endpoint
+    from cristack.harness.procs import Proc, component_argv
+    from cristack.wire.endpoints import parse_endpoint, serving
 
     argv = [sys.executable, "-c", "import os, resource, sys; "
             f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit})); os.execv(sys.argv[1], sys.argv[1:])",

@@ -13,7 +13,7 @@ import pytest
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from tests.conftest import container_config, free_port, pod_config, start_crio
-from tests.integration.test_kubelet import containers, manifest, wait_for
+from tests.support.kubelet import containers, manifest, wait_for
 
 
 def refusal(call, request) -> grpc.RpcError:

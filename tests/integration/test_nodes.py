@@ -13,8 +13,8 @@ import pytest
 from cristack.harness.stack import example
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from tests.conftest import pod_config, start_crio
-from tests.integration.test_kubelet import wait_for
 from tests.support.cri import ready_pod_ips
+from tests.support.kubelet import wait_for
 
 PODS = 3
 POD = """apiVersion: v1

@@ -179,8 +179,7 @@ def test_each_component_exits_within_2s_of_a_signal(tmp_path: Path, component: s
     """A component stops within 2 s of SIGINT/SIGTERM whether it is still starting or serving, and takes its
     fork server with it. On a loaded machine: 2 s plus how long the same machine just took to start it (serving),
     or to start an interpreter with the components' imports (starting) (tests/support/pace.py)."""
-    from cristack.harness.procs import serving
-    from cristack.wire.endpoints import parse_endpoint
+    from cristack.wire.endpoints import parse_endpoint, serving
 
     sock = tmp_path / "run" / "c.sock"
     args = ["--listen", f"unix://{sock}", "--runtime-dir" if component == "fake-conmon" else "--root",

@@ -12,7 +12,7 @@ import grpc
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
-from tests.integration.test_kubelet import containers, manifest, pod_status, sandboxes, wait_for
+from tests.support.kubelet import containers, manifest, pod_status, sandboxes, wait_for
 from tests.support.pace import allowance, timed
 
 PAUSE_S = 10.0

@@ -11,7 +11,7 @@ import grpc
 
 from cristack.wire.pb.runtime.v1 import api_pb2 as pb
 from cristack.wire.pb.runtime.v1 import api_pb2_grpc as pbgrpc
-from tests.integration.test_kubelet import wait_for
+from tests.support.kubelet import wait_for
 
 POD = ("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, uid: {name}-uid}}\n"
        "spec:\n  terminationGracePeriodSeconds: 1\n"

@@ -203,7 +203,7 @@ def test_collector_down_pod_still_runs_and_processes_stop_quickly(make_stack):
     # Export never blocks the pod: its run is far from the seconds a blocking exporter would add per batch.
     assert ran.seconds < allowance(15, up), ran.seconds
     stack.start_kubelet()  # a long-running kubelet too, to time its exit
-    from tests.integration.test_kubelet import wait_for_relists
+    from tests.support.kubelet import wait_for_relists
 
     wait_for_relists(stack, 5)  # relist spans exported (and failed) several times: still one warning
     took = stack.stop()

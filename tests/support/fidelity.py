@@ -20,7 +20,7 @@ from pathlib import Path
 from cristack.harness.sink.receiver import Sink
 from cristack.otel.tracediff import SpanRecord, records_from_otlp
 from tests.conftest import start_conmon, start_crio
-from tests.support.replay import ALLOWLIST, REAL, Recording, load, replay_cli  # noqa: F401 - re-exported for the tests
+from tests.support.replay import REAL, Recording, crictl_replay_cli
 
 IMAGE = "busybox:latest"
 
@@ -161,14 +161,7 @@ def record_lifecycle(base: Path, rec: CrioRecording, crictl: str) -> list[SpanRe
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tests.support.fidelity [RECORDING-SUBSTRING] [-v] [--save DIR]``: replay, diff and print."""
-    from cristack.harness.procs import find_tool
-
-    crictl = find_tool("crictl")
-    if crictl is None:
-        print("crictl not found: run `make tools`")
-        return 2
-    return replay_cli("tests.support.fidelity", CRIO_RECORDINGS,
-                      lambda base, rec: record_lifecycle(base, rec, crictl), "counted", argv)
+    return crictl_replay_cli("tests.support.fidelity", CRIO_RECORDINGS, record_lifecycle, argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from cristack.otel.tracediff import SpanRecord, records_from_otlp
 from fake_containerd.runtime.shim import SHIM_TRACING_ENV
 from tests.conftest import ContainerdHandle, start_containerd
 from tests.support.fidelity import Crictl, lifecycle
-from tests.support.replay import ALLOWLIST, REAL, Recording, load, replay_cli  # noqa: F401 - re-exported
+from tests.support.replay import REAL, Recording, crictl_replay_cli
 
 RECIPE = REAL / "recipes" / "containerd" / "config"
 BUSYBOX = "127.0.0.1:5000/busybox:latest"
@@ -142,15 +142,8 @@ def record_session(base: Path, rec: ContainerdRecording, crictl: str) -> list[Sp
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tests.support.fidelity_containerd [RECORDING-SUBSTRING] [-v] [--save DIR]``."""
-    from cristack.harness.procs import find_tool
-
-    crictl = find_tool("crictl")
-    if crictl is None:
-        print("crictl not found: run `make tools`")
-        return 2
     os.environ.setdefault("CRISTACK_FIDELITY", "1")
-    return replay_cli("tests.support.fidelity_containerd", CONTAINERD_RECORDINGS,
-                      lambda base, rec: record_session(base, rec, crictl), "counted", argv)
+    return crictl_replay_cli("tests.support.fidelity_containerd", CONTAINERD_RECORDINGS, record_session, argv)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from cristack.harness.sink.store import SpanStore
 from cristack.otel.tracediff import SpanRecord, records_from_otlp
 from cristack.wire.endpoints import parse_endpoint
 from tests.conftest import free_port, start_conmon, start_crio
-from tests.support.replay import ALLOWLIST, REAL, Recording, load, replay_cli  # noqa: F401 - re-exported for the tests
+from tests.support.replay import REAL, Recording, replay_cli
 
 RECIPE = REAL / "recipes" / "kubelet"
 NODE = "rk-node"  # the recipe's --hostname-override

@@ -1,5 +1,6 @@
-"""What the two fidelity drivers share: where the recordings live, reading one, and the developer command line
-that replays recordings, diffs them and prints the result."""
+"""What the fidelity drivers share: where the recordings live, reading one, the test's assertion that a replay
+matches its recording, and the developer command line that replays recordings, diffs them and prints the
+result."""
 
 from __future__ import annotations
 
@@ -64,3 +65,24 @@ def replay_cli(prog: str, recordings: Sequence[Any], replay: Callable[[Path, Any
         print(json.dumps({"recording": rec.name, "seconds": round(took, 1), "our_spans": len(ours)}))
         status |= not result.ok
     return status
+
+
+def assert_matches(rec: Recording, ours: list[SpanRecord], mode: str = "counted") -> None:
+    """Our spans of a replay match ``rec`` shape for shape, but for the differences the allowlist keeps."""
+    result = diff(load(rec), ours, mode=mode, allow=Allowlist.load(ALLOWLIST), recording=rec.name)
+    print(f"{rec.name}: real shapes {result.real_shapes}, reproduced {result.reproduced}, extra {result.extra}")
+    print(result.summary())
+    assert result.ok, "differences from the real recording outside deliberate-differences.toml:\n" + result.report()
+
+
+def crictl_replay_cli(prog: str, recordings: Sequence[Any], replay: Callable[[Path, Any, str], list[SpanRecord]],
+                      argv: list[str] | None = None) -> int:
+    """``replay_cli`` for drivers that replay a recording through the real crictl (``replay(base, rec,
+    crictl)``); exits 2 without one."""
+    from cristack.harness.procs import find_tool
+
+    crictl = find_tool("crictl")
+    if crictl is None:
+        print("crictl not found: run `make tools`")
+        return 2
+    return replay_cli(prog, recordings, lambda base, rec: replay(base, rec, crictl), "counted", argv)

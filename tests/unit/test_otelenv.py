@@ -13,6 +13,7 @@ from cristack.harness.sink.receiver import Sink
 from cristack.otel import otelenv
 from cristack.otel.loghandler import SpanEventHandler
 from cristack.otel.otlphttp import HttpSpanExporter
+from fake_containerd.shim.daemon import shim_provider
 from fake_containerd.tracing import containerd_telemetry
 
 
@@ -60,6 +61,35 @@ def test_containerd_traces_only_with_an_endpoint_and_names_itself() -> None:
         telemetry.shutdown(0.1)
     off, _ = containerd_telemetry({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:1", "OTEL_SDK_DISABLED": "true"})
     assert not off.enabled
+
+
+def test_containerd_runs_untraced_past_a_value_the_go_sdk_refuses(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        telemetry, env = containerd_telemetry({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:1",
+                                               "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    assert not telemetry.enabled and "OTEL_SERVICE_NAME" not in env
+    assert "failed to load plugin io.containerd.tracing.processor.v1.otlp: OpenTelemetry protocol 'http/json'" \
+        in caplog.text
+
+
+def test_the_shim_reads_the_environment_containerd_handed_down(monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The shim_tracing build loads containerd's own otlp plugin: the same variables, its own service name."""
+    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    provider = shim_provider("abc")
+    assert isinstance(provider, TracerProvider)
+    try:
+        assert dict(provider.resource.attributes) == {"service.name": "containerd-shim-abc", **otelenv.GO_SDK}
+    finally:
+        provider.shutdown()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert shim_provider("abc") is None
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "maybe")
+    with caplog.at_level(logging.ERROR):
+        assert shim_provider("abc") is None
+    assert "OTEL_SDK_DISABLED" in caplog.text
 
 
 def test_spans_reach_an_otlp_http_receiver() -> None:

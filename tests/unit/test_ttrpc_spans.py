@@ -5,8 +5,9 @@ version, attribute keys, values and types, statuses, and the parent edge contain
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,21 @@ def _recorded_shape(s: dict[str, Any]) -> tuple[str, str, str, str, dict[str, An
     return s["scope"], s["scope_version"], s["name"], s["kind"], s["attributes"], s["status"]
 
 
+@contextlib.asynccontextmanager
 async def _pair(tmp_path: Path, handlers: dict[str, Any], service: str = TASK, *, client_provider: TracerProvider,
-                server_provider: TracerProvider) -> tuple[Server, Client]:
+                server_provider: TracerProvider) -> AsyncIterator[tuple[Server, Client]]:
+    """A traced ttrpc server with ``handlers`` and a traced client connected to it, both closed at the end."""
     server = Server(interceptor=server_interceptor(server_provider))
     server.register(service, handlers)
     await server.listen(tmp_path / "shim.sock")
-    client = await Client.connect(tmp_path / "shim.sock", interceptor=client_interceptor(client_provider))
-    return server, client
+    try:
+        client = await Client.connect(tmp_path / "shim.sock", interceptor=client_interceptor(client_provider))
+        try:
+            yield server, client
+        finally:
+            await client.close()
+    finally:
+        await server.close()
 
 
 def test_task_call_spans_match_the_recording(tmp_path: Path) -> None:
@@ -76,18 +85,14 @@ def test_task_call_spans_match_the_recording(tmp_path: Path) -> None:
         return shim_pb2.CreateTaskResponse(pid=42)
 
     async def scenario() -> None:
-        server, client = await _pair(tmp_path, {"Create": Method(shim_pb2.CreateTaskRequest, create)},
-                                     client_provider=containerd, server_provider=shim)
-        try:
+        async with _pair(tmp_path, {"Create": Method(shim_pb2.CreateTaskRequest, create)},
+                         client_provider=containerd, server_provider=shim) as (server, client):
             tracer = containerd.get_tracer("test")
             with tracer.start_as_current_span("container.NewTask"):
                 out = await client.call(TASK, "Create", shim_pb2.CreateTaskRequest(id="c1"),
                                         shim_pb2.CreateTaskResponse,
                                         metadata={"containerd-namespace-ttrpc": "k8s.io"})
             assert out.pid == 42
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())
     client_span = next(s for s in c_spans.get_finished_spans() if s.kind == SpanKind.CLIENT)
@@ -121,14 +126,10 @@ def test_not_found_is_an_answer_to_the_client_and_a_code_to_the_server(tmp_path:
         raise NotFound("process already finished")
 
     async def scenario() -> None:
-        server, client = await _pair(tmp_path, {"Kill": Method(shim_pb2.KillRequest, kill)},
-                                     client_provider=containerd, server_provider=shim)
-        try:
+        async with _pair(tmp_path, {"Kill": Method(shim_pb2.KillRequest, kill)},
+                         client_provider=containerd, server_provider=shim) as (server, client):
             with pytest.raises(TtrpcError):
                 await client.call(TASK, "Kill", shim_pb2.KillRequest(id="c1", exec_id="e1", signal=9), empty_pb2.Empty)
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())
     (server_span,) = s_spans.get_finished_spans()
@@ -151,15 +152,11 @@ def test_shutdown_racing_the_shims_exit_is_the_recorded_error(tmp_path: Path) ->
         return empty_pb2.Empty()
 
     async def scenario() -> None:
-        server, client = await _pair(tmp_path, {"Shutdown": Method(shim_pb2.ShutdownRequest, shutdown)},
-                                     client_provider=containerd, server_provider=shim)
-        holder["s"] = server
-        try:
+        async with _pair(tmp_path, {"Shutdown": Method(shim_pb2.ShutdownRequest, shutdown)},
+                         client_provider=containerd, server_provider=shim) as (server, client):
+            holder["s"] = server
             with pytest.raises(Closed):
                 await client.call(TASK, "Shutdown", shim_pb2.ShutdownRequest(id="c1"), empty_pb2.Empty)
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())
     (client_span,) = c_spans.get_finished_spans()
@@ -203,16 +200,12 @@ def test_server_faults_mark_the_server_span_error(tmp_path: Path) -> None:
         raise TtrpcError(grpc.StatusCode.UNIMPLEMENTED, "pause is not supported")
 
     async def scenario() -> None:
-        server, client = await _pair(tmp_path, {"Pause": Method(shim_pb2.PauseRequest, pause)},
-                                     client_provider=containerd, server_provider=shim)
-        try:
+        async with _pair(tmp_path, {"Pause": Method(shim_pb2.PauseRequest, pause)},
+                         client_provider=containerd, server_provider=shim) as (server, client):
             with pytest.raises(TtrpcError):
                 await client.call(TASK, "Pause", shim_pb2.PauseRequest(id="c1"), empty_pb2.Empty)
             with pytest.raises(TtrpcError):
                 await client.call(TASK, "Resume", shim_pb2.ResumeRequest(id="c1"), empty_pb2.Empty)
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())
     (span,) = s_spans.get_finished_spans()

@@ -8,8 +8,11 @@ usable afterwards."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -48,6 +51,29 @@ def _server(**kw: object) -> tuple[Server, list[CallContext]]:
     return server, seen
 
 
+@contextlib.asynccontextmanager
+async def _serving(sock: Path, server: Server | None = None) -> AsyncIterator[tuple[Server, list[CallContext]]]:
+    """``server`` (default: ``_server()``'s Echo service) listening on ``sock``, closed at the end."""
+    seen: list[CallContext] = []
+    if server is None:
+        server, seen = _server()
+    await server.listen(sock)
+    try:
+        yield server, seen
+    finally:
+        await server.close()
+
+
+@contextlib.asynccontextmanager
+async def _connected(address: str | Path, **kw: Any) -> AsyncIterator[Client]:
+    """A client connected to ``address``, closed at the end."""
+    client = await Client.connect(address, **kw)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def _raw_call(sock: Path, frames: list[bytes], answers: int) -> list[tuple[int, int, int, request_pb2.Response]]:
     """Writes frames as a hostile or odd peer would, reads ``answers`` responses."""
     reader, writer = await asyncio.open_unix_connection(str(sock))
@@ -73,10 +99,7 @@ def _request(sid: int, service: str = SVC, method: str = "Echo", payload: bytes 
 
 def test_call_carries_payload_metadata_and_deadline(tmp_path: Path) -> None:
     async def scenario() -> None:
-        server, seen = _server()
-        await server.listen(tmp_path / "s.sock")
-        client = await Client.connect(f"unix://{tmp_path / 's.sock'}")
-        try:
+        async with _serving(tmp_path / "s.sock") as (_, seen), _connected(f"unix://{tmp_path / 's.sock'}") as client:
             md = MD({"Containerd-Namespace-Ttrpc": "k8s.io", "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
             out = await client.call(SVC, "Echo", wrappers_pb2.StringValue(value="hi"), wrappers_pb2.StringValue,
                                     metadata=md, timeout=30)
@@ -90,9 +113,6 @@ def test_call_carries_payload_metadata_and_deadline(tmp_path: Path) -> None:
             assert remaining is not None and 0 < remaining <= 30
             await client.call(SVC, "Echo", wrappers_pb2.StringValue(value="x"), wrappers_pb2.StringValue)
             assert seen[1].deadline is None and len(seen[1].metadata) == 0
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())
 
@@ -100,42 +120,33 @@ def test_call_carries_payload_metadata_and_deadline(tmp_path: Path) -> None:
 def test_concurrent_calls_on_one_connection_use_rising_odd_ids(tmp_path: Path) -> None:
     """Answers that come back in reverse order still reach their own callers."""
     async def scenario() -> None:
-        server, _ = _server()
-        await server.listen(tmp_path / "s.sock")
         ids: list[int] = []
 
         async def record(req: request_pb2.Request, name: str, invoke):  # noqa: ANN001
             resp = await invoke(req)
             return resp
 
-        client = await Client.connect(tmp_path / "s.sock", interceptor=record)
-        orig = client._writer.write
+        async with _serving(tmp_path / "s.sock"), _connected(tmp_path / "s.sock", interceptor=record) as client:
+            orig = client._writer.write
 
-        def spy(data: bytes) -> None:
-            ids.append(struct.unpack(">I", data[4:8])[0])
-            orig(data)
+            def spy(data: bytes) -> None:
+                ids.append(struct.unpack(">I", data[4:8])[0])
+                orig(data)
 
-        client._writer.write = spy  # type: ignore[method-assign]
-        try:
+            client._writer.write = spy  # type: ignore[method-assign]
             delays = [0.3, 0.2, 0.1, 0.0]
             calls = [client.call(SVC, "Slow", wrappers_pb2.StringValue(value=str(d)), wrappers_pb2.StringValue)
                      for d in delays]
             answers = await asyncio.gather(*calls)
             assert [a.value for a in answers] == [str(d) for d in delays]
             assert sorted(ids) == [1, 3, 5, 7]
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())
 
 
 def test_statuses_as_ttrpc_answers_them(tmp_path: Path) -> None:
     async def scenario() -> None:
-        server, _ = _server()
-        await server.listen(tmp_path / "s.sock")
-        client = await Client.connect(tmp_path / "s.sock")
-        try:
+        async with _serving(tmp_path / "s.sock"), _connected(tmp_path / "s.sock") as client:
             with pytest.raises(TtrpcError) as err:
                 await client.call(SVC, "Missing", empty_pb2.Empty(), empty_pb2.Empty)
             assert (err.value.code, err.value.message) == (grpc.StatusCode.NOT_FOUND, "container not created")
@@ -155,9 +166,6 @@ def test_statuses_as_ttrpc_answers_them(tmp_path: Path) -> None:
             # The connection is still good.
             ok = await client.call(SVC, "Echo", wrappers_pb2.StringValue(value="still"), wrappers_pb2.StringValue)
             assert ok.value == "still"
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())
 
@@ -165,31 +173,22 @@ def test_statuses_as_ttrpc_answers_them(tmp_path: Path) -> None:
 def test_server_deadline_from_timeout_nano(tmp_path: Path) -> None:
     """The caller's timeout_nano bounds the handler: DEADLINE_EXCEEDED "context deadline exceeded"."""
     async def scenario() -> None:
-        server, _ = _server()
-        await server.listen(tmp_path / "s.sock")
-
         async def short_deadline(req: request_pb2.Request, name: str, invoke):  # noqa: ANN001
             req.timeout_nano = 50_000_000  # 50 ms on the wire; the client itself waits without a limit
             return await invoke(req)
 
-        client = await Client.connect(tmp_path / "s.sock", interceptor=short_deadline)
-        try:
+        async with _serving(tmp_path / "s.sock"), _connected(tmp_path / "s.sock", interceptor=short_deadline) as client:
             with pytest.raises(TtrpcError) as err:
                 await client.call(SVC, "Slow", wrappers_pb2.StringValue(value="60"), wrappers_pb2.StringValue)
             assert (err.value.code, err.value.message) == (grpc.StatusCode.DEADLINE_EXCEEDED,
                                                            "context deadline exceeded")
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())
 
 
 def test_protocol_faults_answer_on_their_stream(tmp_path: Path) -> None:
     async def scenario() -> None:
-        server, _ = _server()
-        await server.listen(tmp_path / "s.sock")
-        try:
+        async with _serving(tmp_path / "s.sock"):
             payload = wrappers_pb2.StringValue(value="ok").SerializeToString()
             answers = await _raw_call(tmp_path / "s.sock", [
                 _request(2),  # even id
@@ -207,18 +206,13 @@ def test_protocol_faults_answer_on_their_stream(tmp_path: Path) -> None:
             ok = [resp for sid, _, _, resp in answers if sid == 5][0]
             assert ok.HasField("status")  # an OK status is sent, as upstream does
             assert wrappers_pb2.StringValue.FromString(ok.payload).value == "ok"
-        finally:
-            await server.close()
 
     asyncio.run(scenario())
 
 
 def test_oversized_message_is_refused_and_the_connection_lives_on(tmp_path: Path) -> None:
     async def scenario() -> None:
-        server, _ = _server()
-        await server.listen(tmp_path / "s.sock")
-        client = await Client.connect(tmp_path / "s.sock")
-        try:
+        async with _serving(tmp_path / "s.sock"), _connected(tmp_path / "s.sock") as client:
             length = MESSAGE_LENGTH_MAX + 1
             big = HEADER.pack(length, 1, MessageType.REQUEST, 0) + b"\0" * length
             answers = await _raw_call(tmp_path / "s.sock", [big, _request(3)], 2)
@@ -232,9 +226,6 @@ def test_oversized_message_is_refused_and_the_connection_lives_on(tmp_path: Path
             assert "exceed maximum message size of 4194304" in err.value.message
             ok = await client.call(SVC, "Echo", wrappers_pb2.StringValue(value="y"), wrappers_pb2.StringValue)
             assert ok.value == "y"
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())
 
@@ -242,9 +233,7 @@ def test_oversized_message_is_refused_and_the_connection_lives_on(tmp_path: Path
 def test_a_huge_length_prefix_is_never_allocated(tmp_path: Path) -> None:
     """A peer claiming a 4 GiB message and then hanging up costs the server a closed connection, not memory."""
     async def scenario() -> None:
-        server, _ = _server()
-        await server.listen(tmp_path / "s.sock")
-        try:
+        async with _serving(tmp_path / "s.sock"):
             reader, writer = await asyncio.open_unix_connection(str(tmp_path / "s.sock"))
             writer.write(HEADER.pack(0xFFFFFFFF, 1, MessageType.REQUEST, 0) + b"\0" * 1024)
             await writer.drain()
@@ -254,18 +243,13 @@ def test_a_huge_length_prefix_is_never_allocated(tmp_path: Path) -> None:
             # Still serving others.
             answers = await _raw_call(tmp_path / "s.sock", [_request(1)], 1)
             assert answers[0][3].status.code == 0
-        finally:
-            await server.close()
 
     asyncio.run(scenario())
 
 
 def test_closed_connection_fails_pending_calls_with_ttrpc_closed(tmp_path: Path) -> None:
     async def scenario() -> None:
-        server, _ = _server()
-        await server.listen(tmp_path / "s.sock")
-        client = await Client.connect(tmp_path / "s.sock")
-        try:
+        async with _serving(tmp_path / "s.sock") as (server, _), _connected(tmp_path / "s.sock") as client:
             pending = asyncio.ensure_future(
                 client.call(SVC, "Slow", wrappers_pb2.StringValue(value="60"), wrappers_pb2.StringValue))
             await server.slow_started.wait()  # type: ignore[attr-defined]
@@ -275,8 +259,6 @@ def test_closed_connection_fails_pending_calls_with_ttrpc_closed(tmp_path: Path)
             assert (err.value.code, str(err.value)) == (grpc.StatusCode.UNKNOWN, "ttrpc: closed")
             with pytest.raises(Closed):
                 await client.call(SVC, "Echo", wrappers_pb2.StringValue(value="late"), wrappers_pb2.StringValue)
-        finally:
-            await client.close()
 
     asyncio.run(scenario())
 
@@ -305,16 +287,11 @@ def test_calls_per_connection_are_bounded(tmp_path: Path) -> None:
             return empty_pb2.Empty()
 
         server.register(SVC, {"First": Method(empty_pb2.Empty, first), "Second": Method(empty_pb2.Empty, second)})
-        await server.listen(tmp_path / "s.sock")
-        client = await Client.connect(tmp_path / "s.sock")
-        try:
+        async with _serving(tmp_path / "s.sock", server), _connected(tmp_path / "s.sock") as client:
             one = asyncio.ensure_future(client.call(SVC, "First", empty_pb2.Empty(), wrappers_pb2.BoolValue))
             await first_started.wait()
             await client.call(SVC, "Second", empty_pb2.Empty(), empty_pb2.Empty)
             assert (await one).value is False
             assert order == ["first", "first done", "second"]
-        finally:
-            await client.close()
-            await server.close()
 
     asyncio.run(scenario())

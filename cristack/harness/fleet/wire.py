@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,7 +240,3 @@ def issue(group: Group, resource: bytes, traces: list[bytes], spans: list[bytes]
     body = resource + group.fmt % tuple(values)
     n = len(body)
     return b"\x0a" + (bytes((n,)) if n < 128 else varint(n)) + body
-
-
-def emissions_spans(emissions: Iterable[Emission]) -> int:
-    return sum(e.spans for e in emissions)

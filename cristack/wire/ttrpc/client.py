@@ -212,15 +212,3 @@ def socket_path(address: str | os.PathLike[str]) -> str:
         raise ValueError(f"{address!r}: expected unix:///absolute/path")
     return text
 
-
-async def connect_retrying(address: str, *, attempts: int = 50, delay: float = 0.02, **kw: object) -> Client:
-    """``connect``, retrying while the socket is not there yet (a shim that just started); bounded."""
-    last: Exception | None = None
-    for _ in range(attempts):
-        try:
-            return await Client.connect(address, **kw)  # type: ignore[arg-type]
-        except (FileNotFoundError, ConnectionRefusedError) as err:
-            last = err
-            await asyncio.sleep(delay)
-    assert last is not None
-    raise last

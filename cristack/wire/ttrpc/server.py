@@ -135,10 +135,6 @@ class Server:
         listener = await asyncio.start_unix_server(self._serve_conn, sock=sock, limit=MESSAGE_LENGTH_MAX + 64)
         self._listeners.append(listener)
 
-    @property
-    def active_calls(self) -> int:
-        return sum(len(c.calls) for c in self._conns.values())
-
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stops accepting, lets running calls answer (within ``grace`` seconds), then closes every connection."""
         self._closing = True
