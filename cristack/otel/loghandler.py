@@ -16,6 +16,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Status, StatusCode
 
 from cristack.otel.requestctx import REQUEST_ID, REQUEST_NAME
+from cristack.wording import cut
+
+# The most of a log record's message that a log line or a span event carries: a request can hold megabytes of one
+# field (an image name, a label), and a debug line that echoes it whole would put megabytes into every log line and
+# span event that repeats it. Past this, the message is cut and says how long it was (cristack.wording.cut).
+MAX_MESSAGE = 16 * 1024
 
 # logrus's Level.String() for each logging level (TRACE is below DEBUG).
 LOGRUS_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error",
@@ -52,7 +58,7 @@ class SpanEventHandler(logging.Handler):
         if self.resource is not None and getattr(span, "resource", None) is not self.resource:
             return  # another component's span (in-process)
         try:
-            message = record.getMessage()
+            message = cut(record.getMessage(), MAX_MESSAGE)
         except Exception:  # noqa: BLE001 - a bad format string must not break the caller
             return
         severity = self.SEVERITY.get(record.levelno, record.levelname)
