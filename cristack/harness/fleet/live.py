@@ -19,6 +19,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from cristack.harness.fleet.episodes import Episode
 from cristack.harness.nodeplan import node_cidr
+from cristack.harness.sink.intake import Request
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import SpanStore
 from cristack.harness.stack import Stack, StackOptions
@@ -48,7 +49,13 @@ class RawStore(SpanStore):
         self.raw: list[RawSpan] = []
         self._raw_lock = threading.Lock()
 
-    def add(self, request: ExportTraceServiceRequest) -> int:
+    def take(self, request: Request) -> int:
+        """The receivers hand over checked requests (``intake.Request``): each span's protobuf is kept beside
+        what the SpanStore keeps."""
+        self._keep(request.message())
+        return super().take(request)
+
+    def _keep(self, request: ExportTraceServiceRequest) -> None:
         out = []
         for rs in request.resource_spans:
             res = {kv.key: any_value(kv.value) for kv in rs.resource.attributes}
@@ -57,7 +64,6 @@ class RawStore(SpanStore):
                 out += [RawSpan(res, scope, s) for s in ss.spans]
         with self._raw_lock:
             self.raw += out
-        return super().add(request)
 
     def spans_of(self, host: str) -> list[RawSpan]:
         with self._raw_lock:
