@@ -155,7 +155,7 @@ def _manifest() -> dict:
 
 CONTAINERD_CONF = """version = 4
 root = '{base}/ctd-root'
-state = '{base}/ctd-state'
+state = '{base}/st'  # tests/conftest.py's start_containerd finds the socket there
 [cristack]
 pull_latency_ms = 1
 pod_logs_root = '{pod_logs}'
