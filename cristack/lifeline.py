@@ -118,31 +118,52 @@ def held_sigint() -> Iterator[None]:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def _no_op(signum: int, frame: object) -> None:
+    """The Python-level handler of a stop signal: the work is done by the wakeup fd that the C handler writes."""
+
+
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[asyncio.Event]:
-    """An event set by SIGTERM or SIGINT while the block runs (in a running event loop).
+def stop_on_signals(stop: asyncio.Event | None = None) -> Iterator[asyncio.Event]:
+    """An event (``stop``, or a new one) set by SIGTERM or SIGINT while the block runs (in a running event loop).
 
     On leaving the block, further stop signals are ignored for the rest of the process's life: it is already
     stopping, and a repeated SIGTERM (a supervisor that signals twice, as ``procs.Proc.stop`` does) must neither
     kill it in the middle of flushing its spans nor reach asyncio after the loop has closed its wakeup pipe,
-    where Python prints "Exception ignored when trying to write to the signal wakeup fd". The handlers are
-    removed here, inside the loop, so the wakeup fd is unset before the loop closes; whoever must stop a hung
-    shutdown still has SIGKILL."""
+    where Python prints "Exception ignored when trying to write to the signal wakeup fd".
+
+    Not asyncio's ``add_signal_handler``: its ``remove_signal_handler`` (and the loop's close) put back the
+    default action, which for SIGTERM kills, before anything can say "ignore". Blocking the signal around
+    that does not help, since a mask is per thread and the kernel hands a process's signal to any thread
+    that does not block it (gRPC's and the exporters' threads). So the handlers here go straight from ours
+    to ignored, never through the default, and the wakeup pipe is ours to unset before it closes."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = stop if stop is not None else asyncio.Event()
+    numbers = {int(sig) for sig in STOP_SIGNALS}
+    read_end, write_end = os.pipe()
+    for fd in (read_end, write_end):
+        os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(read_end, 64)
+        except BlockingIOError:
+            return
+        if numbers.intersection(data):
+            stop.set()
+
+    loop.add_reader(read_end, readable)
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop.set)
+        signal.signal(sig, _no_op)
     try:
         yield stop
     finally:
-        # Blocked while the handlers change hands, so none lands on the default action (which kills) between.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            for sig in STOP_SIGNALS:
-                loop.remove_signal_handler(sig)
-                signal.signal(sig, signal.SIG_IGN)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        signal.set_wakeup_fd(previous_fd)
+        loop.remove_reader(read_end)
+        os.close(read_end)
+        os.close(write_end)
 
 
 def stop_process(proc: subprocess.Popen, grace: float, sig: int = signal.SIGTERM) -> int:
