@@ -147,6 +147,7 @@ async def stop_shims(pids: set[int], grace: float = SHIM_STOP_GRACE_S) -> None:
         alive = {pid for pid in alive if _alive(pid)}
         await asyncio.sleep(0.05)
     for pid in alive:
+        log.warning("shim pid %d still running %.0fs after SIGTERM: killing it", pid, grace)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

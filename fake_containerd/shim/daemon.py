@@ -99,8 +99,15 @@ class ShimDaemon:
         else:
             raise ValueError("a socket or a path to serve is needed")
 
-    async def stop(self) -> None:
-        await self.server.shutdown(SHUTDOWN_GRACE_S)
+    async def stop(self, *, told: bool = False) -> None:
+        """After Shutdown: running calls answer first (Shutdown's own answer goes out). ``told`` (a signal, or
+        containerd gone): nobody waits for an answer, and a call that waits for a container (Wait) would hold the
+        stop for as long as the container runs, so running calls are cancelled at once (the real shim has no
+        SIGTERM handler: it just ends)."""
+        if told:
+            await self.server.close()
+        else:
+            await self.server.shutdown(SHUTDOWN_GRACE_S)
         await self.publisher.drain(DRAIN_EVENTS_S)
         await self.service.close()
         held = await self.monitor.close()
@@ -125,13 +132,20 @@ async def run(namespace: str, instance_id: str, socket_path: str = "") -> int:
     workdirs = private_dir(default_runtime_dir() / "shim-work" / instance_id[:64])
     daemon = ShimDaemon(namespace, instance_id, events_address, workdirs, provider)
     loop = asyncio.get_running_loop()
+    told = False
+
+    def tell() -> None:
+        nonlocal told
+        told = True
+        daemon.stopping.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, daemon.stopping.set)
+        loop.add_signal_handler(sig, tell)
     lifeline = inherited_lifeline()
     if lifeline is not None:  # mock-only: containerd asked its shims to end with it (its [cristack] shim_lifeline)
         def containerd_gone() -> None:
             log.warning("containerd is gone (its lifeline closed): stopping, and the containers with me")
-            daemon.stopping.set()
+            tell()
 
         watch_lifeline(lifeline, containerd_gone)
     sock = inherited_socket()
@@ -147,7 +161,7 @@ async def run(namespace: str, instance_id: str, socket_path: str = "") -> int:
         log.error("no socket to serve: run me through the start command")
         return 1
     await daemon.stopping.wait()
-    await daemon.stop()
+    await daemon.stop(told=told)
     if address_path is not None:
         with contextlib.suppress(OSError):
             address_path.unlink()

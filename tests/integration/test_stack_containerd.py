@@ -104,6 +104,19 @@ def test_a_stop_leaves_no_shim_and_no_container(make_stack) -> None:
     assert processes_under(stack.base) == [], "nothing of the node runs after its stop"
 
 
+def test_containerds_sigterm_stops_its_shims_without_a_sigkill(make_stack) -> None:
+    """A running container holds a Wait call open in its shim; told to stop, the shim drops it rather than wait for
+    the container, so containerd never needs its SIGKILL (which would take its grace, 3 s: docker compose's
+    stop_grace_period for the whole container)."""
+    stack = running_sleeper(make_stack)
+    assert stack.containerd is not None
+    stack.containerd.stop()
+    assert "fake-containerd stopping" in stack.containerd.log_text()
+    assert "killing it" not in stack.containerd.log_text()
+    assert processes_under(stack.base, SHIM_MODULE) == []
+    stack.stop()
+
+
 def test_the_shims_of_a_sigkilled_containerd_end_by_themselves(make_stack) -> None:
     """Without the lifeline the shim would run on under PID 1, its container with it, for ever."""
     stack = running_sleeper(make_stack)
