@@ -13,7 +13,9 @@ ttrpc metadata) and service_tracing.go's, which hands the call's context to runc
 TRACESTATE and BAGGAGE. cristack's shim is the shim_tracing build by default, so the demo shows all
 three processes; ``CRISTACK_SHIM_TRACING=0`` gives the release build's silence. Spans go where the
 standard ``OTEL_*`` environment says (inherited from containerd), under
-``service.name=containerd-shim-<id>`` (set by the start command, as the runc manager does).
+``service.name=containerd-shim-<id>`` (set by the start command, as the runc manager does), through the same
+provider containerd builds from that environment; mock-only, the counts of what it exported and dropped go to the
+file ``CRISTACK_TELEMETRY_STATS`` names (the start command names one beside containerd's), as every component's do.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from cristack.containers.monitor import Monitor
 from cristack.lifeline import inherited_lifeline, watch_lifeline
-from cristack.otel.gosdk import env_provider
+from cristack.otel.otelenv import OtelEnvError
+from cristack.otel.telemetry import Telemetry
 from cristack.otel.ttrpctrace import chain_server, server_interceptor
 from cristack.wire.endpoints import default_runtime_dir, private_dir
 from cristack.wire.ttrpc import CallContext, Server, ServerInterceptor
 from fake_containerd.shim.publisher import Publisher
 from fake_containerd.shim.service import RUNC_ENV_KEY, TASK_SERVICE, TaskService
+from fake_containerd.tracing import containerd_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +129,23 @@ def inherited_socket(environ: dict[str, str] | os._Environ[str] = os.environ) ->
     return socket.socket(fileno=int(fd))
 
 
+def shim_telemetry() -> Telemetry | None:
+    """The shim_tracing build's provider (None for the release build, or with tracing off): containerd's, from the
+    environment it inherited, named ``containerd-shim-<id>`` by the start command."""
+    if not tracing_build():
+        return None
+    try:
+        telemetry, _ = containerd_telemetry()
+    except OtelEnvError as err:
+        log.error("tracing off: %s", err)
+        return None
+    return telemetry if telemetry.enabled else None
+
+
 async def run(namespace: str, instance_id: str, socket_path: str = "") -> int:
     """The daemon's main: serves until Shutdown or a signal; returns the exit status."""
-    provider = env_provider(f"containerd-shim-{instance_id}") if tracing_build() else None
+    telemetry = shim_telemetry()
+    provider = telemetry.provider if telemetry is not None else None
     events_address = os.environ.get("TTRPC_ADDRESS", "")
     workdirs = private_dir(default_runtime_dir() / "shim-work" / instance_id[:64])
     daemon = ShimDaemon(namespace, instance_id, events_address, workdirs, provider)
@@ -162,6 +180,8 @@ async def run(namespace: str, instance_id: str, socket_path: str = "") -> int:
         return 1
     await daemon.stopping.wait()
     await daemon.stop(told=told)
+    if telemetry is not None:
+        telemetry.shutdown()  # flushed by the stop already: this writes the final counts
     if address_path is not None:
         with contextlib.suppress(OSError):
             address_path.unlink()

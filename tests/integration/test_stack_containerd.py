@@ -98,6 +98,18 @@ def test_a_pod_start_trace_crosses_kubelet_containerd_and_the_shim(make_stack, s
         assert (parent.service, parent.kind, parent.name) == ("containerd", "CLIENT", span.name), span.name
 
 
+def test_the_shims_count_what_they_export_as_the_components_do(make_stack, sink) -> None:
+    """Each shim keeps its export counts in a file beside containerd's (``cristack load`` adds them up); once the
+    node has stopped (every exporter flushed), the shims' exported total is what reached the sink from them."""
+    stack = running_sleeper(make_stack, otlp_endpoint=sink.addresses.otlp_endpoint, telemetry_stats=True)
+    stack.stop()
+    stats = stack.export_stats()
+    assert {"kubelet", "containerd", "shims"} <= set(stats), stats
+    received = sum(1 for s in sink.store.spans() if s.service.startswith("containerd-shim-"))
+    assert received > 0 and stats["shims"].exported == received, (stats["shims"], received)
+    assert stats["shims"].lost == 0 and stats["containerd"].exported > 0
+
+
 def test_a_stop_leaves_no_shim_and_no_container(make_stack) -> None:
     stack = running_sleeper(make_stack)
     stack.stop()
