@@ -435,9 +435,12 @@ def _shares(what: str, known: tuple[str, ...]) -> Callable[[str], dict[str, floa
     return parse
 
 
+_RUNTIME_NAMES = {"crio": "CRI-O", "containerd": "containerd"}
+
+
 def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubParsersAction
     from cristack.harness.fleet.catalogue import RUNTIMES
-    from cristack.harness.fleet.nodes import FAULT_KINDS, FLEET_CIDR
+    from cristack.harness.fleet.nodes import FAULT_KINDS, FAULT_RUNTIMES, FLEET_CIDR
 
     fp = sub.add_parser("fleet", help="the traces of N nodes from one process, re-issued from live captures")
     fp.add_argument("--nodes", type=_positive(int), default=1000, metavar="N", help="nodes node-1..node-N "
@@ -451,9 +454,13 @@ def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPar
                     help="each pod's manifest is removed this long after it was written (default 30)")
     fp.add_argument("--faults", type=_shares("fault", FAULT_KINDS), default="crashloop=0.02,pull-backoff=0.02,"
                     "slow-storage=0.02", metavar="KIND=SHARE,...",
-                    help=f"share of the pods started that fail: {', '.join(FAULT_KINDS)} (default 0.02 each)")
+                    help=f"share of the pods started that fail: {', '.join(FAULT_KINDS)} (default 0.02 each)"
+                         + "".join(f"; {kind} on {' and '.join(_RUNTIME_NAMES.get(r, r) for r in runtimes)} nodes "
+                                   "only (its fault injection; a pod drawn for it elsewhere starts as a plain one)"
+                                   for kind, runtimes in FAULT_RUNTIMES.items() if set(RUNTIMES) - set(runtimes)))
     fp.add_argument("--runtimes", type=_shares("runtime", RUNTIMES), default="crio=1", metavar="NAME=SHARE,...",
-                    help=f"share of the nodes per runtime: {', '.join(RUNTIMES)} (default crio=1)")
+                    help=f"share of the nodes per runtime: {', '.join(RUNTIMES)} (default crio=1; e.g. "
+                         "crio=0.5,containerd=0.5)")
     fp.add_argument("--seed", type=int, help="the same seed gives the same nodes, pods, kinds and relative times")
     fp.add_argument("--interval", type=_positive(float), default=5.0, metavar="SECONDS",
                     help="seconds between progress lines (default 5)")
