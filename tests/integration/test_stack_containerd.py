@@ -21,6 +21,7 @@ from cristack.harness.procs import processes_under, stop_strays
 from cristack.harness.sink.store import SpanStore
 from cristack.harness.stack import Stack, StackOptions
 from fake_containerd import config as ctd_config
+from fake_containerd.daemon import shim_socket_dir
 from fake_containerd.runtime.shim import SHIM_MODULE
 from tests.conftest import stack_options
 
@@ -112,8 +113,11 @@ def test_the_shims_count_what_they_export_as_the_components_do(make_stack, sink)
 
 def test_a_stop_leaves_no_shim_and_no_container(make_stack) -> None:
     stack = running_sleeper(make_stack)
+    sockets = shim_socket_dir(ctd_config.load(["--config", str(stack.base / "containerd.toml")]).state)
+    assert any(sockets.iterdir()), "the shim's socket is there while it runs"
     stack.stop()
     assert processes_under(stack.base) == [], "nothing of the node runs after its stop"
+    assert not sockets.exists(), "nor its socket directory (outside the node's own, when that is too long)"
 
 
 def test_containerds_sigterm_stops_its_shims_without_a_sigkill(make_stack) -> None:
