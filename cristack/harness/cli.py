@@ -272,9 +272,16 @@ def replay(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace) -> int:
     from cristack.harness.check import run_check
 
-    return run_check(args.jaeger.rstrip("/"), args.otlp_endpoint, args.pod, args.runtime_type, args.timeout,
+    runtime_type = _runtime_type("cristack check", args)
+    if runtime_type is None:
+        return 2
+    if len(args.runtime or ()) > 1:
+        print(f"cristack check: --runtime {','.join(args.runtime)}: one node, one runtime (crio or containerd)",
+              file=sys.stderr)
+        return 2
+    return run_check(args.jaeger.rstrip("/"), args.otlp_endpoint, args.pod, runtime_type, args.timeout,
                      crio_tracing=not args.no_crio_tracing, parent=_env_context("cristack check"),
-                     jaeger_ui=args.jaeger_ui)
+                     jaeger_ui=args.jaeger_ui, runtime=(args.runtime or ("crio",))[0])
 
 
 def snapshot(args: argparse.Namespace) -> int:
@@ -609,10 +616,11 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
                    help="where the stack sends spans (default: the Jaeger host, port 4317)")
     c.add_argument("--pod", type=Path, metavar="FILE", help="pod manifest (default examples/pods/hello.yaml)")
-    c.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
+    _runtime_arguments(c, mix=False)
     c.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the trace (default 60)")
     c.add_argument("--no-crio-tracing", action="store_true",
-                   help="turn tracing off in fake-crio (and fake-conmon), to see what a broken pipeline looks like")
+                   help="turn tracing off in the node's runtime (fake-crio and fake-conmon, or fake-containerd and "
+                        "its shims), to see what a broken pipeline looks like")
     c.add_argument("--jaeger-ui", metavar="URL", help="the Jaeger UI to link the trace to (default: --jaeger)")
     c.set_defaults(func=check)
 
