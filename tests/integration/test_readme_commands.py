@@ -91,6 +91,7 @@ PLAN: dict[str, Plan] = {
     "kubectl apply -k deploy/kubernetes/overlays/fleet": Plan("not-run", why=K8S),
     "kubectl apply -k deploy/kubernetes/overlays/live-nodes": Plan("not-run", why=K8S),
     "kubectl apply -k deploy/kubernetes/overlays/demo": Plan("not-run", why=K8S),
+    "kubectl apply -k deploy/kubernetes/overlays/containerd": Plan("not-run", why=K8S),
     ".venv/bin/pytest tests/e2e": Plan("not-run", why="the e2e suite is part of make test"),
     "CRISTACK_JAEGER_QUERY_URL=http://127.0.0.1:16686 CRISTACK_OTLP_ENDPOINT=127.0.0.1:4317      .venv/bin/pytest "
     'tests/e2e -k "not started_after and not stopped_while"':
