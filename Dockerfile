@@ -1,4 +1,4 @@
-# One image for fake-kubelet, fake-crio and fake-conmon (compose picks the command), plus the
+# One image for fake-kubelet, fake-crio, fake-conmon and fake-containerd (compose picks the command), plus the
 # real crictl for `docker compose exec crio crictl ...`.
 
 # crictl, built from the Go module proxy with the same pin as `make tools`.
@@ -24,7 +24,9 @@ RUN python -m venv /opt/cristack && /opt/cristack/bin/pip install --no-cache-dir
 FROM python:3.12.8-slim-bookworm
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/cristack --create-home cristack \
  && mkdir -p /run/cristack /var/log/pods /var/run/crio /var/lib/crio /etc/kubernetes/manifests \
+            /var/lib/containerd /run/containerd \
  && chown -R cristack:cristack /run/cristack /var/log/pods /var/run/crio /var/lib/crio /var/lib/cristack \
+            /var/lib/containerd /run/containerd \
  && chmod 0700 /run/cristack
 COPY --from=build /opt/cristack /opt/cristack
 COPY --from=crictl /out/crictl /usr/local/bin/crictl

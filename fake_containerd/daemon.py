@@ -50,13 +50,16 @@ SHIM_STOP_GRACE_S = 3.0
 
 def shim_socket_dir(state: Path) -> Path:
     """Where shims bind their sockets (upstream: /run/containerd/s): ``<state>/s``, or, when that would make a
-    socket path (the directory plus a 64-character name) too long for a unix socket, a short private
-    directory of the user's named after the state directory."""
+    socket path (the directory plus a 64-character name) too long for a unix socket, a short private directory of
+    the user's named after the state directory: in the user's runtime directory, or, when even that is too long
+    (a long TMPDIR), in the system's /tmp. ValueError when none fits."""
     preferred = state / "s"
-    if len(os.fsencode(preferred)) + 65 <= MAX_UNIX_PATH:
-        return preferred
-    digest = hashlib.sha256(os.fsencode(state)).hexdigest()[:12]
-    return default_runtime_dir() / f"containerd-s-{digest}"
+    name = f"containerd-s-{hashlib.sha256(os.fsencode(state)).hexdigest()[:8]}"
+    for candidate in (preferred, default_runtime_dir() / name, Path("/tmp") / f"cristack-{os.getuid()}" / name):
+        if len(os.fsencode(candidate)) + 65 <= MAX_UNIX_PATH:
+            return candidate
+    raise ValueError(f"no directory for the shims' sockets: {preferred} and the fallbacks are too long for a unix "
+                     f"socket path ({MAX_UNIX_PATH} bytes with a 64-character name); choose a shorter state directory")
 
 
 class VersionService(version_pb2_grpc.VersionServicer):
@@ -127,6 +130,9 @@ class Daemon:
         await self.cri.close()
         await stop_shims(self.manager.shim_pids())
         await self.manager.close()
+        if not self.manager.socket_dir.is_relative_to(self.config.state):
+            with contextlib.suppress(OSError):  # a fallback of this daemon's own, empty once its shims are gone
+                self.manager.socket_dir.rmdir()
         if self._ttrpc is not None:
             await self._ttrpc.close()
             with contextlib.suppress(FileNotFoundError):
@@ -147,6 +153,7 @@ async def stop_shims(pids: set[int], grace: float = SHIM_STOP_GRACE_S) -> None:
         alive = {pid for pid in alive if _alive(pid)}
         await asyncio.sleep(0.05)
     for pid in alive:
+        log.warning("shim pid %d still running %.0fs after SIGTERM: killing it", pid, grace)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

@@ -1,6 +1,6 @@
-"""``cristack check``: runs a pod through the stack against a user's collector or Jaeger and
-prints a pass/fail table of the expected trace edges found in Jaeger. Exit 0 only when all
-are there; what a workshop attendee runs to check their pipeline."""
+"""``cristack check``: runs a pod through the stack (on CRI-O, or on containerd) against a user's collector or Jaeger
+and prints a pass/fail table of the expected trace edges found in Jaeger. Exit 0 only when all are there; what a
+workshop attendee runs to check their pipeline."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def default_otlp_endpoint(jaeger_url: str) -> str:
 
 def run_check(jaeger_url: str, otlp_endpoint: str | None = None, pod: Path | None = None, runtime_type: str = "pod",
               timeout: float = 60.0, crio_tracing: bool = True, console: Console | None = None,
-              parent: EnvContext | None = None, jaeger_ui: str | None = None) -> int:
+              parent: EnvContext | None = None, jaeger_ui: str | None = None, runtime: str = "crio") -> int:
+    """``crio_tracing`` off: the node's runtime exports nothing (fake-crio and fake-conmon, or fake-containerd and
+    its shims), so that the table shows what a broken pipeline looks like."""
     console = console or make_console()
     err = make_console(stderr=True)
     query = JaegerQuery(jaeger_url)
@@ -41,14 +43,14 @@ def run_check(jaeger_url: str, otlp_endpoint: str | None = None, pod: Path | Non
         return 2
     endpoint = otlp_endpoint or default_otlp_endpoint(jaeger_url)
     with tempfile.TemporaryDirectory(prefix="cristack-check-") as tmp:
-        stack = Stack(Path(tmp), StackOptions(runtime_type=runtime_type, otlp_endpoint=endpoint,
+        stack = Stack(Path(tmp), StackOptions(runtime=runtime, runtime_type=runtime_type, otlp_endpoint=endpoint,
                                               relist_period="0.2s", crio_tracing=crio_tracing,
                                               conmon_tracing=crio_tracing))
         if parent is not None and parent.context is not None:
             stack.opts.traceparent, stack.opts.tracestate = parent.traceparent, parent.tracestate
         uid = stack.add_unique_manifest(pod)
-        console.print(f"cristack check: running {pod.name} (uid {uid}), traces to {endpoint}, "
-                      f"querying {jaeger_url}")
+        console.print(f"cristack check: running {pod.name} (uid {uid}) through {stack.chain}, traces to "
+                      f"{endpoint}, querying {jaeger_url}")
         try:
             stack.start_runtime()
             rc = stack.start_kubelet(runonce=True).popen.wait(timeout)
@@ -59,10 +61,10 @@ def run_check(jaeger_url: str, otlp_endpoint: str | None = None, pod: Path | Non
         stack.stop()
     if rc != 0:
         err.print("cristack check: the pod itself failed; traces are checked all the same")
-    found = find_trace(JaegerBackend.kubelet_syncs(jaeger_url), pod_start(runtime_type), match=pod_uid(uid),
-                       timeout=timeout, grace=10)
+    found = find_trace(JaegerBackend.kubelet_syncs(jaeger_url), pod_start(runtime_type, runtime=runtime),
+                       match=pod_uid(uid), timeout=timeout, grace=10)
     trace = found.trace.spans
-    rows = expectations.check(trace, runtime_type)
+    rows = expectations.check(trace, expectations.shape(runtime, runtime_type))
     table = Table(title=f"expected edges in Jaeger (trace {trace[0].trace_id if trace else 'not found'})",
                   title_justify="left")
     table.add_column("", no_wrap=True)

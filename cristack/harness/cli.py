@@ -272,9 +272,16 @@ def replay(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace) -> int:
     from cristack.harness.check import run_check
 
-    return run_check(args.jaeger.rstrip("/"), args.otlp_endpoint, args.pod, args.runtime_type, args.timeout,
+    runtime_type = _runtime_type("cristack check", args)
+    if runtime_type is None:
+        return 2
+    if len(args.runtime or ()) > 1:
+        print(f"cristack check: --runtime {','.join(args.runtime)}: one node, one runtime (crio or containerd)",
+              file=sys.stderr)
+        return 2
+    return run_check(args.jaeger.rstrip("/"), args.otlp_endpoint, args.pod, runtime_type, args.timeout,
                      crio_tracing=not args.no_crio_tracing, parent=_env_context("cristack check"),
-                     jaeger_ui=args.jaeger_ui)
+                     jaeger_ui=args.jaeger_ui, runtime=(args.runtime or ("crio",))[0])
 
 
 def snapshot(args: argparse.Namespace) -> int:
@@ -435,9 +442,12 @@ def _shares(what: str, known: tuple[str, ...]) -> Callable[[str], dict[str, floa
     return parse
 
 
+_RUNTIME_NAMES = {"crio": "CRI-O", "containerd": "containerd"}
+
+
 def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubParsersAction
     from cristack.harness.fleet.catalogue import RUNTIMES
-    from cristack.harness.fleet.nodes import FAULT_KINDS, FLEET_CIDR
+    from cristack.harness.fleet.nodes import FAULT_KINDS, FAULT_RUNTIMES, FLEET_CIDR
 
     fp = sub.add_parser("fleet", help="the traces of N nodes from one process, re-issued from live captures")
     fp.add_argument("--nodes", type=_positive(int), default=1000, metavar="N", help="nodes node-1..node-N "
@@ -451,9 +461,13 @@ def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPar
                     help="each pod's manifest is removed this long after it was written (default 30)")
     fp.add_argument("--faults", type=_shares("fault", FAULT_KINDS), default="crashloop=0.02,pull-backoff=0.02,"
                     "slow-storage=0.02", metavar="KIND=SHARE,...",
-                    help=f"share of the pods started that fail: {', '.join(FAULT_KINDS)} (default 0.02 each)")
+                    help=f"share of the pods started that fail: {', '.join(FAULT_KINDS)} (default 0.02 each)"
+                         + "".join(f"; {kind} on {' and '.join(_RUNTIME_NAMES.get(r, r) for r in runtimes)} nodes "
+                                   "only (its fault injection; a pod drawn for it elsewhere starts as a plain one)"
+                                   for kind, runtimes in FAULT_RUNTIMES.items() if set(RUNTIMES) - set(runtimes)))
     fp.add_argument("--runtimes", type=_shares("runtime", RUNTIMES), default="crio=1", metavar="NAME=SHARE,...",
-                    help=f"share of the nodes per runtime: {', '.join(RUNTIMES)} (default crio=1)")
+                    help=f"share of the nodes per runtime: {', '.join(RUNTIMES)} (default crio=1; e.g. "
+                         "crio=0.5,containerd=0.5)")
     fp.add_argument("--seed", type=int, help="the same seed gives the same nodes, pods, kinds and relative times")
     fp.add_argument("--interval", type=_positive(float), default=5.0, metavar="SECONDS",
                     help="seconds between progress lines (default 5)")
@@ -602,10 +616,11 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
                    help="where the stack sends spans (default: the Jaeger host, port 4317)")
     c.add_argument("--pod", type=Path, metavar="FILE", help="pod manifest (default examples/pods/hello.yaml)")
-    c.add_argument("--runtime-type", choices=("pod", "oci"), default="pod")
+    _runtime_arguments(c, mix=False)
     c.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the trace (default 60)")
     c.add_argument("--no-crio-tracing", action="store_true",
-                   help="turn tracing off in fake-crio (and fake-conmon), to see what a broken pipeline looks like")
+                   help="turn tracing off in the node's runtime (fake-crio and fake-conmon, or fake-containerd and "
+                        "its shims), to see what a broken pipeline looks like")
     c.add_argument("--jaeger-ui", metavar="URL", help="the Jaeger UI to link the trace to (default: --jaeger)")
     c.set_defaults(func=check)
 

@@ -35,7 +35,7 @@ from cristack.harness.cluster import Cluster
 from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK, plan_nodes
 from cristack.harness.procs import stop_children
 from cristack.harness.stack import StackOptions
-from cristack.otel.stats import ExportStats
+from cristack.otel.stats import ExportStats, total
 
 LABEL = "cristack-load"
 SETTLE_S = 5.0  # after the run: how long pods still pending get to start before everything stops
@@ -148,15 +148,6 @@ class Tracker:
 
 def pending(pods: list[PodRecord]) -> list[PodRecord]:
     return [p for p in pods if p.started is None and not p.removed]
-
-
-def total(stats: list[ExportStats]) -> ExportStats:
-    out = ExportStats("all")
-    for s in stats:
-        out.exported += s.exported
-        out.dropped += s.dropped
-        out.queue_full += s.queue_full
-    return out
 
 
 @contextlib.contextmanager

@@ -4,7 +4,8 @@ structural diff of two traces.
 Normalising (``normalise``): span and trace ids become stable labels (``s1``, ``s2``, … in tree order;
 an attribute whose value is one of the trace's ids gets the label too); timestamps become order
 (spans are listed depth-first, siblings by service, name, then start time; events keep their order);
-durations are dropped; attribute values that vary from run to run by nature (``cristack.otel.tracediff``'s
+durations are dropped; a service named after an id (containerd's ``containerd-shim-<sandbox id>``, one per pod) has
+the id masked; attribute values that vary from run to run by nature (``cristack.otel.tracediff``'s
 masking: ids, uuids, digests, host paths, timestamps, durations, pids, ports) are masked with
 ``<id>``, ``<uuid>``, ``<path>``, ``<time>``, ``<duration>``, ``<ip>`` or ``<masked>``.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cristack.harness.sink.store import Span
-from cristack.otel.tracediff import MASKED_KEYS, event_name, variable
+from cristack.otel.tracediff import MASKED_KEYS, event_name, service_name, variable
 
 FORMAT = "cristack-snapshot/1"
 SEPARATOR = " > "
@@ -107,10 +108,11 @@ def normalise(spans: Iterable[Span]) -> dict[str, Any]:
     paths: dict[str, str] = {}
     for s in ordered:
         parent = labels.get(s.parent_span_id.lower()) if s.parent_span_id else None
-        paths[s.span_id] = (paths[s.parent_span_id] + SEPARATOR if parent else "") + f"{s.service}:{s.name}"
+        service = service_name(s.service)
+        paths[s.span_id] = (paths[s.parent_span_id] + SEPARATOR if parent else "") + f"{service}:{s.name}"
         out.append({
             "label": labels[s.span_id.lower()], "parent": parent, "path": paths[s.span_id],
-            "service": s.service, "name": s.name, "kind": s.kind, "scope": s.scope, "status": s.status,
+            "service": service, "name": s.name, "kind": s.kind, "scope": s.scope, "status": s.status,
             "attributes": {k: mask_value(k, v, labels) for k, v in sorted(s.attributes.items())},
             "events": [{"name": event_name(e.name),
                         "attributes": {k: mask_value(k, v, labels) for k, v in sorted(e.attributes.items())}}
@@ -118,7 +120,8 @@ def normalise(spans: Iterable[Span]) -> dict[str, Any]:
         })
     resources: dict[str, dict[str, Any]] = {}
     for s in ordered:
-        resources.setdefault(s.service, {k: mask_value(k, v, labels) for k, v in sorted(s.resource.items())})
+        resources.setdefault(service_name(s.service),
+                             {k: mask_value(k, v, labels) for k, v in sorted(s.resource.items())})
     return {"format": FORMAT, "spans": out, "resources": dict(sorted(resources.items()))}
 
 

@@ -25,7 +25,7 @@ import yaml
 from cristack.config.tomlconf import dumps_toml, read_toml
 from cristack.harness.nodeplan import check_runtime
 from cristack.harness.procs import Proc, start, stop_strays
-from cristack.otel.stats import STATS_ENV, ExportStats, read_stats
+from cristack.otel.stats import STATS_ENV, ExportStats, children_stats, read_stats, total
 from cristack.wire.endpoints import free_ports, parse_endpoint, private_dir
 from cristack.wording import did_you_mean
 from fake_containerd.runtime.shim import SHIM_MODULE  # what a shim process runs
@@ -296,8 +296,12 @@ class Stack:
         return self.base / f"{component}-stats.json"
 
     def export_stats(self) -> dict[str, ExportStats]:
-        """Each started component's span counts as it last wrote them (about once a second, and at exit)."""
-        return {name: stats for name, _ in self.procs() if (stats := read_stats(self.stats_file(name))) is not None}
+        """Each started component's span counts as it last wrote them (about once a second, and at exit); on
+        containerd, ``shims`` too: its shims' counts together, those of shims already gone included."""
+        out = {name: stats for name, _ in self.procs() if (stats := read_stats(self.stats_file(name))) is not None}
+        if self.opts.runtime == "containerd" and (shims := children_stats(self.stats_file("containerd"))):
+            out["shims"] = total(shims, "shims")
+        return out
 
     def _env(self, component: str = "") -> dict[str, str]:
         env = dict(self.opts.env)

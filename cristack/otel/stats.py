@@ -1,6 +1,7 @@
 """What became of a process's finished spans: exported, dropped because the export failed, dropped because the
 batch processor's queue was full. When ``CRISTACK_TELEMETRY_STATS`` names a file, a component rewrites it
-atomically about once a second (and once more at shutdown) as JSON, for the harness."""
+atomically about once a second (and once more at shutdown) as JSON, for the harness. A component's child processes
+that export spans of their own (containerd's shims, one per pod) keep theirs beside it (``child_stats_path``)."""
 
 from __future__ import annotations
 
@@ -96,6 +97,28 @@ def read_stats(path: Path) -> ExportStats | None:
                            queue_full=int(doc["queue_full"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def total(stats: list[ExportStats], service: str = "all") -> ExportStats:
+    """The counts of several processes together."""
+    out = ExportStats(service)
+    for s in stats:
+        out.exported += s.exported
+        out.dropped += s.dropped
+        out.queue_full += s.queue_full
+    return out
+
+
+def child_stats_path(path: Path, child: str) -> Path:
+    """Where child ``child`` of the process keeping ``path`` keeps its own counts: ``NAME.CHILD.json`` beside
+    ``NAME.json`` (a child's file stays when the child has ended, so its last counts still add up)."""
+    return path.with_name(f"{path.stem}.{child}{path.suffix}")
+
+
+def children_stats(path: Path) -> list[ExportStats]:
+    """Every child's counts kept beside ``path`` (``child_stats_path``)."""
+    found = (read_stats(p) for p in sorted(path.parent.glob(f"{path.stem}.*{path.suffix}")))
+    return [s for s in found if s is not None]
 
 
 def stats_path_from_env() -> Path | None:

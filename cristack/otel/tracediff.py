@@ -154,6 +154,8 @@ MASKED_KEYS = frozenset({
     "rpc.message.uncompressed_size", "message.uncompressed_size", "uuid", "id", "container_id", "exec_id", "pid",
     # containerd writes some pids as their JSON text ("5645"): still pids
     "task.pid", "sandbox.pid",
+    # the pod's IP (containerd's CNI span): handed out from the node's pod CIDR in the order pods come
+    "sandbox.ip",
 })
 _VARIABLE = [
     re.compile(r"[0-9a-f]{12,}"),  # ids, digests

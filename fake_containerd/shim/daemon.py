@@ -13,7 +13,9 @@ ttrpc metadata) and service_tracing.go's, which hands the call's context to runc
 TRACESTATE and BAGGAGE. cristack's shim is the shim_tracing build by default, so the demo shows all
 three processes; ``CRISTACK_SHIM_TRACING=0`` gives the release build's silence. Spans go where the
 standard ``OTEL_*`` environment says (inherited from containerd), under
-``service.name=containerd-shim-<id>`` (set by the start command, as the runc manager does).
+``service.name=containerd-shim-<id>`` (set by the start command, as the runc manager does), through the same
+provider containerd builds from that environment; mock-only, the counts of what it exported and dropped go to the
+file ``CRISTACK_TELEMETRY_STATS`` names (the start command names one beside containerd's), as every component's do.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from cristack.containers.monitor import Monitor
-from cristack.lifeline import inherited_lifeline, watch_lifeline
+from cristack.lifeline import inherited_lifeline, stop_on_signals, watch_lifeline
 from cristack.otel.otelenv import go_telemetry
+from cristack.otel.stats import stats_path_from_env
+from cristack.otel.telemetry import Telemetry
 from cristack.otel.ttrpctrace import chain_server, server_interceptor
 from cristack.wire.endpoints import default_runtime_dir, private_dir
 from cristack.wire.ttrpc import CallContext, Server, ServerInterceptor
@@ -99,8 +102,15 @@ class ShimDaemon:
         else:
             raise ValueError("a socket or a path to serve is needed")
 
-    async def stop(self) -> None:
-        await self.server.shutdown(SHUTDOWN_GRACE_S)
+    async def stop(self, *, told: bool = False) -> None:
+        """After Shutdown: running calls answer first (Shutdown's own answer goes out). ``told`` (a signal, or
+        containerd gone): nobody waits for an answer, and a call that waits for a container (Wait) would hold the
+        stop for as long as the container runs, so running calls are cancelled at once (the real shim has no
+        SIGTERM handler: it just ends)."""
+        if told:
+            await self.server.close()
+        else:
+            await self.server.shutdown(SHUTDOWN_GRACE_S)
         await self.publisher.drain(DRAIN_EVENTS_S)
         await self.service.close()
         held = await self.monitor.close()
@@ -118,27 +128,34 @@ def inherited_socket(environ: dict[str, str] | os._Environ[str] = os.environ) ->
     return socket.socket(fileno=int(fd))
 
 
-def shim_provider(instance_id: str) -> trace.TracerProvider | None:
-    """The shim_tracing build's provider: containerd's otlp plugin read from the environment containerd handed
-    down (its endpoint, protocol and sampler; ``OTEL_SERVICE_NAME`` set by the start command); None when off."""
-    telemetry = go_telemetry(os.environ, f"containerd-shim-{instance_id}", log)
-    return telemetry.provider if telemetry.enabled else None
+def shim_telemetry(instance_id: str) -> Telemetry | None:
+    """The shim_tracing build's provider (None for the release build, or with tracing off): containerd's otlp
+    plugin read from the environment containerd handed down (its endpoint, protocol and sampler;
+    ``OTEL_SERVICE_NAME`` set by the start command), counting its exports in the file the start command named."""
+    if not tracing_build():
+        return None
+    telemetry = go_telemetry(os.environ, f"containerd-shim-{instance_id}", log, stats_path_from_env())
+    return telemetry if telemetry.enabled else None
 
 
 async def run(namespace: str, instance_id: str, socket_path: str = "") -> int:
     """The daemon's main: serves until Shutdown or a signal; returns the exit status."""
-    provider = shim_provider(instance_id) if tracing_build() else None
+    telemetry = shim_telemetry(instance_id)
+    provider = telemetry.provider if telemetry is not None else None
     events_address = os.environ.get("TTRPC_ADDRESS", "")
     workdirs = private_dir(default_runtime_dir() / "shim-work" / instance_id[:64])
     daemon = ShimDaemon(namespace, instance_id, events_address, workdirs, provider)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, daemon.stopping.set)
+    told = asyncio.Event()  # a signal, or containerd gone: nobody waits for an answer any more
+    with stop_on_signals(told):
+        return await _serve(daemon, telemetry, told, socket_path)
+
+
+async def _serve(daemon: ShimDaemon, telemetry: Telemetry | None, told: asyncio.Event, socket_path: str) -> int:
     lifeline = inherited_lifeline()
     if lifeline is not None:  # mock-only: containerd asked its shims to end with it (its [cristack] shim_lifeline)
         def containerd_gone() -> None:
             log.warning("containerd is gone (its lifeline closed): stopping, and the containers with me")
-            daemon.stopping.set()
+            told.set()
 
         watch_lifeline(lifeline, containerd_gone)
     sock = inherited_socket()
@@ -153,8 +170,13 @@ async def run(namespace: str, instance_id: str, socket_path: str = "") -> int:
     else:
         log.error("no socket to serve: run me through the start command")
         return 1
-    await daemon.stopping.wait()
-    await daemon.stop()
+    ends = [asyncio.ensure_future(event.wait()) for event in (daemon.stopping, told)]
+    await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+    for end in ends:
+        end.cancel()
+    await daemon.stop(told=told.is_set())
+    if telemetry is not None:
+        telemetry.shutdown()  # flushed by the stop already: this writes the final counts
     if address_path is not None:
         with contextlib.suppress(OSError):
             address_path.unlink()

@@ -30,6 +30,7 @@ from typing import BinaryIO
 from google.protobuf.message import DecodeError
 
 from cristack.lifeline import inherited_lifeline
+from cristack.otel.stats import STATS_ENV, child_stats_path, stats_path_from_env
 from cristack.pyexec import module_argv
 from cristack.wire.endpoints import MAX_UNIX_PATH, default_runtime_dir, private_dir, serving
 from cristack.wire.endpoints import parse_endpoint as _parse
@@ -117,6 +118,8 @@ def start(flags: Flags, stdin: BinaryIO, cwd: Path) -> bootstrap_pb2.BootstrapRe
         env = {**os.environ, "OTEL_SERVICE_NAME": f"containerd-shim-{params.instance_id}",
                "TTRPC_ADDRESS": params.containerd_ttrpc_address, "GRPC_ADDRESS": params.containerd_grpc_address,
                "NAMESPACE": params.namespace, "CRISTACK_SHIM_LISTEN_FD": str(listener.fileno())}
+        if (stats := stats_path_from_env()) is not None:  # mock-only: the shim's counts beside containerd's
+            env[STATS_ENV] = str(child_stats_path(stats, f"shim-{params.instance_id}"))
         # The bundle dir is the working directory: never on the serving process's sys.path.
         argv = module_argv("fake_containerd.shim.main", "-namespace", params.namespace,
                            "-id", params.instance_id, "-address", params.containerd_grpc_address)

@@ -1,14 +1,14 @@
 """`docker compose up` for real: the repository's compose.yaml and Dockerfile on a real Docker engine, one
 up/down cycle per profile, each checked as a user would: every service running (healthy where it has a
 healthcheck) with no restarts, the pod traces of all three services in Jaeger's query API meeting the same
-expectations as the Jaeger e2e suite, crictl inside the crio container, a manifest dropped into
-examples/manifests/ running, clean component logs, and `docker compose down -v` stopping every container on
-SIGTERM within the compose file's stop_grace_period (the engine SIGKILLs after it: none may need that) and
-leaving no container, network or volume behind.
+expectations as the Jaeger e2e suite (kubelet, containerd and its shims for the containerd profile's node), crictl
+inside the runtime's container, a manifest dropped into examples/manifests/ running, clean component logs, and
+`docker compose down -v` stopping every container on SIGTERM within the compose file's stop_grace_period (the
+engine SIGKILLs after it: none may need that) and leaving no container, network or volume behind.
 
 Run by scripts/compose-e2e.sh (.ci/run runs it), which prepares the engine, the compose plugin and stand-ins for
 images that cannot be pulled here; directly, this module skips unless CRISTACK_COMPOSE_E2E=1. A profile is one
-entry in PROFILES: its compose options, its services and its checks."""
+entry in PROFILES: its compose options, the services it names to `up`, the services that run and its checks."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ JAEGER_URL = "http://127.0.0.1:16686"
 QUERY = JaegerQuery(JAEGER_URL)
 JAEGER = JaegerBackend.kubelet_syncs(JAEGER_URL)
 COMPONENTS = ("conmon", "crio", "kubelet")
+CONTAINERD_NODE = ("containerd", "containerd-kubelet")  # the containerd profile's node, beside the CRI-O one
+KUBELETS = ("kubelet", "containerd-kubelet")
 
 if os.environ.get("CRISTACK_COMPOSE_E2E") != "1":
     pytest.skip("the real-engine compose test runs through scripts/compose-e2e.sh (root or a Docker engine; "
@@ -104,6 +106,22 @@ def web_pod_trace(run: Run) -> None:
     run.found["web"] = trace[0].trace_id
 
 
+def is_shim(service: str) -> bool:
+    return expectations.role(service) == expectations.SHIM
+
+
+def containerd_web_pod_trace(run: Run) -> None:
+    """The same static pod's start on the containerd node: one trace with kubelet, containerd and shim spans
+    (``containerd-shim-<sandbox id>``, exported by the shim fake-containerd started in its own container), every
+    edge of containerd's pod start (nothing of it waits for the container to end)."""
+    trace = JAEGER.wait_for_trace(pod_start(runtime="containerd"), match=is_create_of("web"), timeout=60)
+    services = {s.service for s in trace}
+    assert {"kubelet", "containerd"} <= services and any(is_shim(s) for s in services), services
+    assert "crio" not in services
+    assert all(ok for _, ok in expectations.check(trace, "containerd")), expectations.diff(trace, "containerd")
+    run.found["containerd-web"] = trace[0].trace_id
+
+
 def crictl_in_the_crio_container(run: Run) -> None:
     """The README's crictl commands, inside the crio container."""
     pods = run.compose.exec("crio", "crictl", "pods")
@@ -117,18 +135,34 @@ def crictl_in_the_crio_container(run: Run) -> None:
     assert logs.strip()
 
 
-def dropped_manifest_runs(run: Run) -> None:
+def crictl_in_the_containerd_container(run: Run) -> None:
+    """crictl inside the containerd container talks to containerd's socket (its own /etc/crictl.yaml)."""
+    version = run.compose.exec("containerd", "crictl", "version")
+    assert "RuntimeName:  containerd" in version, version
+    pods = run.compose.exec("containerd", "crictl", "pods")
+    assert any(" web " in line and " Ready " in line for line in pods.splitlines()), pods
+    ps = run.compose.exec("containerd", "crictl", "ps")
+    assert any(" nginx " in line and " Running " in line for line in ps.splitlines()), ps
+
+
+def dropped_manifest_runs(run: Run, runtime: str = "crio") -> None:
     """A Pod YAML copied into examples/manifests/ runs (its trace reaches Jaeger complete); removed, it goes."""
     d = run.drop(REPO / "examples" / "pods" / "hello.yaml", f"e2e-{uuid.uuid4().hex[:8]}")
-    trace = JAEGER.wait_for_trace(pod_start("pod"), match=pod_uid(d.uid), timeout=60)
-    assert all(ok for _, ok in expectations.check(trace, "pod")), expectations.diff(trace, "pod")
-    run.found["dropped"] = trace[0].trace_id
+    shape = expectations.shape(runtime)
+    trace = JAEGER.wait_for_trace(pod_start(runtime=runtime), match=pod_uid(d.uid), timeout=60)
+    assert all(ok for _, ok in expectations.check(trace, shape)), expectations.diff(trace, shape)
+    run.found[f"dropped-{runtime}"] = trace[0].trace_id
     name = d.path.stem
-    assert name in run.compose.exec("crio", "crictl", "pods", "--name", name)
+    assert name in run.compose.exec(runtime, "crictl", "pods", "--name", name)
     d.remove()
     wait_for(f"pod {name} torn down once its manifest is gone",
-             lambda: " Ready " not in run.compose.exec("crio", "crictl", "pods", "--name", name), timeout=60,
+             lambda: " Ready " not in run.compose.exec(runtime, "crictl", "pods", "--name", name), timeout=60,
              interval=0.5)
+
+
+def dropped_manifest_runs_on_containerd(run: Run) -> None:
+    """The same on the containerd node (the manifest directory is both kubelets')."""
+    dropped_manifest_runs(run, "containerd")
 
 
 def through_the_collector(run: Run) -> None:
@@ -172,6 +206,7 @@ class Profile:
     args: tuple[str, ...]  # what a user adds to `docker compose`
     services: frozenset[str]
     checks: tuple[Callable[[Run], None], ...]
+    targets: tuple[str, ...] = ()  # services named to `up` (with their dependencies): none, every one enabled
 
 
 BASE = frozenset({"jaeger", *COMPONENTS})
@@ -180,6 +215,12 @@ PROFILES = (
     Profile("collector", ("--env-file", "deploy/collector.env"), BASE | {"collector"},
             (web_pod_trace, through_the_collector)),
     Profile("kata", ("--profile", "kata"), BASE | {"trace-forwarder"}, (web_pod_trace, kata_pod_traces)),
+    Profile("containerd", ("--profile", "containerd"), BASE | set(CONTAINERD_NODE),
+            (web_pod_trace, containerd_web_pod_trace, crictl_in_the_containerd_container,
+             dropped_manifest_runs_on_containerd)),
+    # The README's containerd node alone: `docker compose --profile containerd up containerd-kubelet`.
+    Profile("containerd-alone", ("--profile", "containerd"), frozenset({"jaeger", *CONTAINERD_NODE}),
+            (containerd_web_pod_trace, crictl_in_the_containerd_container), targets=("containerd-kubelet",)),
 )
 
 
@@ -191,7 +232,7 @@ def test_compose_up_for_real(profile: Profile) -> None:
     failure = None
     try:
         started = time.monotonic()
-        compose("up", "-d", "--wait", "--wait-timeout", "180", timeout=400)
+        compose("up", "-d", "--wait", "--wait-timeout", "180", *profile.targets, timeout=400)
         print(f"\n[{profile.name}] up -d --wait: {time.monotonic() - started:.1f}s", flush=True)
         containers = compose.containers()
         assert {compose.service_of(c) for c in containers} == profile.services
@@ -201,11 +242,12 @@ def test_compose_up_for_real(profile: Profile) -> None:
             assert c["RestartCount"] == 0, (c["Name"], compose.logs(compose.service_of(c))[-3000:])
         for check in profile.checks:
             check(run)
-        logs = {svc: compose.logs(svc) for svc in COMPONENTS}
+        logs = {svc: compose.logs(svc) for svc in (*COMPONENTS, *CONTAINERD_NODE) if svc in profile.services}
         for svc, text in logs.items():
             assert "Traceback" not in text and " ERROR " not in text, f"{svc}:\n{text[-3000:]}"
             assert "cannot export spans" not in text, f"{svc}:\n{text[-3000:]}"
-        assert "failed to get device" not in logs["kubelet"], logs["kubelet"][-3000:]
+        for kubelet in set(KUBELETS) & set(logs):
+            assert "failed to get device" not in logs[kubelet], logs[kubelet][-3000:]
     except BaseException as err:
         failure = err
         print(f"\n[{profile.name}] failed; the stack's logs (tail):\n{compose.logs()[-8000:]}", flush=True)

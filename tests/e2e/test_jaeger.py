@@ -196,6 +196,28 @@ def test_cristack_check_passes_and_names_missing_edges(jaeger):
     assert unreachable.returncode == 2 and "no Jaeger query API answers" in unreachable.stderr
 
 
+def test_cristack_check_on_containerd_checks_containerds_edges(jaeger):
+    """`cristack check --runtime containerd`: the pod runs on fake-containerd and its shim, and the table holds
+    containerd's pod-start edges (the shim's SERVER spans under containerd's CLIENT spans); with the runtime's
+    tracing off only the kubelet's spans arrive and the shim's edges are named missing. Two runtimes for one node
+    is a mistake."""
+    wide = {**os.environ, "COLUMNS": "300"}  # the table's rows on one line each
+    ok = subprocess.run(component_argv("cristack", "check", "--jaeger", jaeger.query_url, "--otlp-endpoint",
+                                       jaeger.otlp_endpoint, "--runtime", "containerd"),
+                        capture_output=True, text=True, timeout=120, env=wide)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "fake-kubelet → fake-containerd → shim" in ok.stdout and "PASS: all" in ok.stdout
+    assert "containerd-shim: containerd.task.v3.Task/Create" in ok.stdout and "FAIL" not in ok.stdout
+    bad = subprocess.run(component_argv("cristack", "check", "--jaeger", jaeger.query_url, "--otlp-endpoint",
+                                        jaeger.otlp_endpoint, "--runtime", "containerd", "--no-crio-tracing"),
+                         capture_output=True, text=True, timeout=120, env=wide)
+    assert bad.returncode == 1 and "services in the trace: ['kubelet']" in bad.stdout
+    assert "missing: containerd: containerd.task.v3.Task/Create -> containerd-shim" in bad.stdout.replace("→", "->")
+    two = subprocess.run(component_argv("cristack", "check", "--jaeger", jaeger.query_url, "--runtime",
+                                        "crio,containerd"), capture_output=True, text=True, timeout=60)
+    assert two.returncode == 2 and "one node, one runtime" in two.stderr
+
+
 def test_cristack_check_under_traceparent_links_the_pod_start(jaeger):
     """A CI job's TRACEPARENT: the pod start `cristack check` runs is a child of that span in Jaeger (crio's and
     conmon-rs's spans in the same trace), and the printed line names the trace and links it in the UI."""

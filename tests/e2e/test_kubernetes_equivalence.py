@@ -1,5 +1,6 @@
-"""The StatefulSet we ship is the node we test: deploy/kubernetes/overlays/demo is rendered by the real kustomize
-and each of its three cristack-node pods' container runs here as a local process, as the kubelet would start it
+"""The StatefulSet we ship is the node we test: deploy/kubernetes/overlays/demo (and overlays/containerd, the same
+on containerd) is rendered by the real kustomize and each of its three cristack-node pods' container runs here as
+a local process, as the kubelet would start it
 (the downward-API env of pods -0, -1 and -2, the ConfigMap's endpoint, $(VAR) expansion), with its ConfigMap
 volume laid out as the kubelet lays it out (symlinks into ..data), its emptyDir a temp dir and the collector
 Service's address pointing at the test's OTLP sink. Three distinct nodes' traces must arrive, with no pod IP
@@ -18,6 +19,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 from cristack.harness.procs import component_argv
 from tests.conftest import require_tool
@@ -50,8 +53,19 @@ def starts_by_node(store) -> dict[str, set[str]]:  # noqa: ANN001 - the sink's S
     return got
 
 
-def test_demo_overlay_pods_run_locally_as_three_distinct_nodes(sink, tmp_path):
-    objs = objects(render(require_tool("kustomize"), "overlays/demo"))
+def is_shim(service: str) -> bool:
+    return service.startswith("containerd-shim-")
+
+
+# Each overlay and the services every one of its nodes' traces must show.
+OVERLAYS = {"overlays/demo": ({"kubelet", "crio", "conmonrs"}, False),
+            "overlays/containerd": ({"kubelet", "containerd"}, True)}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_pods_run_locally_as_three_distinct_nodes(sink, tmp_path, overlay):
+    services, shims = OVERLAYS[overlay]
+    objs = objects(render(require_tool("kustomize"), overlay))
     assert find(objs, "StatefulSet", STATEFULSET)["spec"]["replicas"] == NODES
     collector = service_addresses(objs, "otel-collector", 4317, sink.addresses.otlp_endpoint)
     # Not under tmp_path: the nodes' sockets live in their emptyDir, and a unix socket path has at most 107 bytes.
@@ -90,7 +104,8 @@ def test_demo_overlay_pods_run_locally_as_three_distinct_nodes(sink, tmp_path):
         spans = sink.store.spans()
         assert {s.resource.get("host.name") for s in spans} == set(names), "every span comes from one of the pods"
         for name in names:
-            assert {s.service for s in spans if s.resource.get("host.name") == name} >= {"kubelet", "crio", "conmonrs"}
+            seen = {s.service for s in spans if s.resource.get("host.name") == name}
+            assert seen >= services and any(map(is_shim, seen)) == shims, (name, seen)
 
         ips = {name: ready_pod_ips(ep) for name, ep in endpoints.items()}
         every = [ip for node in ips.values() for ip in node.values()]

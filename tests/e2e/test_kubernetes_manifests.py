@@ -106,10 +106,24 @@ def test_every_container_is_locked_down(rendered, kustomization):
             assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and "memory" in c["resources"]["limits"], name
 
 
+def node_args(objs: list[dict]):  # noqa: ANN201 - argparse's Namespace
+    """What `cristack up` makes of the StatefulSet's container arguments, its ConfigMap's values put in."""
+    from cristack.harness.cli import build_parser
+
+    (container,) = find(objs, "StatefulSet", "cristack-node")["spec"]["template"]["spec"]["containers"]
+    data = find(objs, "ConfigMap", "cristack-node")["data"]
+    env = {e["name"]: data[e["valueFrom"]["configMapKeyRef"]["key"]] for e in container["env"]
+           if "configMapKeyRef" in e.get("valueFrom", {})}
+    env.update(POD_NAME="cristack-node-0", POD_INDEX="0")
+    args = [a.replace("$(", "{").replace(")", "}").format(**env) for a in container["args"]]
+    return build_parser().parse_args([*container["command"][1:], *args])
+
+
 def test_overlays_node_counts_and_endpoints(rendered):
     demo, live = objects(rendered["overlays/demo"]), objects(rendered["overlays/live-nodes"])
     assert find(demo, "StatefulSet", "cristack-node")["spec"]["replicas"] == 3
     assert find(demo, "ConfigMap", "cristack-node")["data"]["OTLP_ENDPOINT"] == "otel-collector:4317"
+    assert node_args(demo).runtime == ("crio",) and node_args(live).runtime == ("crio",)
     assert {o["metadata"]["name"] for o in demo if o["kind"] == "Service"} >= {"otel-collector", "jaeger"}
     assert find(live, "StatefulSet", "cristack-node")["spec"]["replicas"] == 100
     # The live nodes export to the user's collector: none of ours, no Jaeger, nothing pointing at them.
@@ -117,6 +131,19 @@ def test_overlays_node_counts_and_endpoints(rendered):
     assert {o["metadata"]["name"] for o in live if o["kind"] == "Service"} == {"cristack-node"}
     endpoint = find(live, "ConfigMap", "cristack-node")["data"]["OTLP_ENDPOINT"]
     assert endpoint != "otel-collector:4317" and not endpoint.startswith("jaeger")
+
+
+def test_the_containerd_overlay_is_the_demo_on_containerd(rendered):
+    """Three nodes running `cristack up --runtime containerd`, with the demo's collector and Jaeger; only the
+    ConfigMap's RUNTIME differs from the demo."""
+    demo, ctd = objects(rendered["overlays/demo"]), objects(rendered["overlays/containerd"])
+    args = node_args(ctd)
+    assert args.command == "up" and args.runtime == ("containerd",) and args.node_name == "cristack-node-0"
+    assert find(ctd, "StatefulSet", "cristack-node")["spec"]["replicas"] == 3
+    data = find(ctd, "ConfigMap", "cristack-node")["data"]
+    assert data == {**find(demo, "ConfigMap", "cristack-node")["data"], "RUNTIME": "containerd"}
+    assert {(o["kind"], o["metadata"]["name"]) for o in ctd if o["kind"] != "ConfigMap"} == \
+        {(o["kind"], o["metadata"]["name"]) for o in demo if o["kind"] != "ConfigMap"}
 
 
 def test_the_fleet_overlay_is_one_pod_of_cristack_fleet_for_100_nodes(rendered):
@@ -134,10 +161,13 @@ def test_the_fleet_overlay_is_one_pod_of_cristack_fleet_for_100_nodes(rendered):
     endpoint = find(fleet, "ConfigMap", "cristack-node")["data"]["OTLP_ENDPOINT"]
     assert endpoint != "otel-collector:4317" and not endpoint.startswith("jaeger")
     env = {e["name"]: e["valueFrom"]["configMapKeyRef"]["key"] for e in container["env"]}
-    assert env == {"OTLP_ENDPOINT": "OTLP_ENDPOINT"}
+    assert env == {"OTLP_ENDPOINT": "OTLP_ENDPOINT", "RUNTIMES": "RUNTIMES"}
     assert container["command"] == ["cristack", "fleet"]
-    args = build_parser().parse_args(["fleet", *(a.replace("$(OTLP_ENDPOINT)", endpoint) for a in container["args"])])
+    runtimes = find(fleet, "ConfigMap", "cristack-node")["data"]["RUNTIMES"]
+    args = build_parser().parse_args(["fleet", *(a.replace("$(OTLP_ENDPOINT)", endpoint).replace(
+        "$(RUNTIMES)", runtimes) for a in container["args"])])
     assert args.nodes == 100 and args.otlp_endpoint == endpoint
+    assert args.runtimes == {"crio": 0.5, "containerd": 0.5}, "half the simulated nodes on each runtime"
 
 
 def test_node_static_pods_are_the_repository_examples(rendered):

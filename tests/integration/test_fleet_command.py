@@ -110,6 +110,32 @@ def test_an_endpoint_that_is_down_costs_it_nothing_but_the_drops_it_counts():
     assert "Traceback" not in proc.stderr.read()
 
 
+def test_half_the_nodes_on_containerd_send_containerd_and_shim_traces():
+    """``--runtimes crio=0.5,containerd=0.5``: the start line names both runtimes' nodes and where slow-storage can
+    happen (CRI-O's fault injection); the receiver gets each runtime's services, every shim's spans from a
+    containerd node."""
+    store = SpanStore(max_traces=10**6, max_spans=10**6, max_bytes=2**31)
+    sink = Sink(store)
+    endpoint = sink.start().otlp_endpoint
+    try:
+        proc, lines, _ = _start(endpoint, "--runtimes", "crio=0.5,containerd=0.5", "--duration", "6")
+        _, m = lines.wait_for(r"^cristack fleet: 20 nodes \(crio (\d+), containerd (\d+)\) .*slow-storage 2% "
+                              r"\(crio nodes only\)", 60)
+        assert int(m.group(1)) + int(m.group(2)) == 20 and int(m.group(2)) > 0
+        issued, exported = _summary_counts(lines)
+        assert proc.wait(30) == 0 and exported == issued > 0
+        assert store.wait(lambda st: st.span_count >= exported, 5)
+        hosts: dict[str, set[str]] = {}
+        for span in store.spans():
+            service = "shim" if span.service.startswith("containerd-shim-") else span.service
+            hosts.setdefault(service, set()).add(span.resource["host.name"])
+        assert {"kubelet", "crio", "conmonrs", "containerd", "shim"} <= set(hosts), set(hosts)
+        assert hosts["shim"] <= hosts["containerd"] and hosts["containerd"].isdisjoint(hosts["crio"])
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        sink.stop()
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["--runtimes", "cri-o=1"], "no runtime 'cri-o'; did you mean 'crio'?"),
     (["--faults", "crashlop=0.1"], "no fault 'crashlop'; did you mean 'crashloop'?"),

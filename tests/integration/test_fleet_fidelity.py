@@ -1,30 +1,38 @@
-"""Every trace the fleet issues has a live twin: for each kind of the shipped catalogue, each fleet trace of that
-kind shows no structural difference (``cristack diff``: ``snapshots.diff``) from a trace that the three real
-components make for the same work, run now: the same pod (name, namespace, spec) through the same episode on a
-live node, or an idle live node's periodic roots (``cristack.harness.fleet.fidelity``). When a component's spans
-change, this fails until the catalogue is captured again (``python -m cristack.harness.fleet.capture``)."""
+"""Every trace the fleet issues has a live twin, on each runtime: for each kind of each shipped catalogue, each
+fleet trace of that kind shows no structural difference (``cristack diff``: ``snapshots.diff``) from a trace that
+the runtime's real components make for the same work, run now: the same pod (name, namespace, spec) through the
+same episode on a live node of that runtime, or an idle live node's periodic roots
+(``cristack.harness.fleet.fidelity``). When a component's spans change, this fails until the catalogue is captured
+again (``python -m cristack.harness.fleet.capture --runtime NAME``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cristack.harness.fleet.catalogue import load
+from cristack.harness.fleet.catalogue import RUNTIMES, load
 from cristack.harness.fleet.fidelity import Comparison
 
-KINDS = sorted(load("crio").kinds)
+KINDS = [(runtime, kind) for runtime in RUNTIMES for kind in sorted(load(runtime).kinds)]
 
 
 @pytest.fixture(scope="module")
-def comparison() -> Comparison:
-    c = Comparison()
-    c.run_live()
-    return c
+def comparisons():
+    """One comparison per runtime, its live side run when a test of that runtime first needs it."""
+    made: dict[str, Comparison] = {}
+
+    def get(runtime: str) -> Comparison:
+        if runtime not in made:
+            made[runtime] = Comparison(load(runtime))
+            made[runtime].run_live()
+        return made[runtime]
+
+    return get
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_each_fleet_trace_of_a_kind_has_a_live_twin(comparison, kind):
-    r = comparison.result(kind)
+@pytest.mark.parametrize(("runtime", "kind"), KINDS, ids=[f"{r}-{k}" for r, k in KINDS])
+def test_each_fleet_trace_of_a_kind_has_a_live_twin(comparisons, runtime, kind):
+    r = comparisons(runtime).result(kind)
     assert r.fleet_traces, f"the fleet issued no trace of {kind}"
     assert r.live_traces, f"the live nodes made no trace for {kind}"
-    assert r.clean, (f"{kind}: {r.fleet_traces - r.with_twin} of {r.fleet_traces} fleet traces have no live twin "
-                     f"among {r.live_traces}; the closest:\n" + "\n".join(r.closest))
+    assert r.clean, (f"{runtime} {kind}: {r.fleet_traces - r.with_twin} of {r.fleet_traces} fleet traces have no live "
+                     f"twin among {r.live_traces}; the closest:\n" + "\n".join(r.closest))

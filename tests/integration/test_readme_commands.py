@@ -76,6 +76,10 @@ PLAN: dict[str, Plan] = {
     ".venv/bin/cristack sink": Plan("serve", ["cristack sink: OTLP gRPC on 127.0.0.1:4317"], rewrite=SINK_PORTS),
     "docker compose up --build": Plan("docker"),
     "docker compose --env-file deploy/collector.env up --build": Plan("docker"),
+    "docker compose --profile containerd up --build": Plan("docker"),
+    "docker compose --profile containerd up --build containerd-kubelet": Plan("docker"),
+    "docker compose --profile containerd down -v": Plan("docker"),
+    "docker compose exec containerd crictl pods": Plan("docker"),
     "docker compose exec crio crictl ps": Plan("docker"),
     "docker compose exec crio crictl pods": Plan("docker"),
     "docker compose exec crio crictl logs $(docker compose exec crio crictl ps -q --name nginx)": Plan("docker"),
@@ -87,6 +91,7 @@ PLAN: dict[str, Plan] = {
     "kubectl apply -k deploy/kubernetes/overlays/fleet": Plan("not-run", why=K8S),
     "kubectl apply -k deploy/kubernetes/overlays/live-nodes": Plan("not-run", why=K8S),
     "kubectl apply -k deploy/kubernetes/overlays/demo": Plan("not-run", why=K8S),
+    "kubectl apply -k deploy/kubernetes/overlays/containerd": Plan("not-run", why=K8S),
     ".venv/bin/pytest tests/e2e": Plan("not-run", why="the e2e suite is part of make test"),
     "CRISTACK_JAEGER_QUERY_URL=http://127.0.0.1:16686 CRISTACK_OTLP_ENDPOINT=127.0.0.1:4317      .venv/bin/pytest "
     'tests/e2e -k "not started_after and not stopped_while"':

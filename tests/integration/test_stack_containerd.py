@@ -21,6 +21,7 @@ from cristack.harness.procs import processes_under, stop_strays
 from cristack.harness.sink.store import SpanStore
 from cristack.harness.stack import Stack, StackOptions
 from fake_containerd import config as ctd_config
+from fake_containerd.daemon import shim_socket_dir
 from fake_containerd.runtime.shim import SHIM_MODULE
 from tests.conftest import stack_options
 
@@ -98,10 +99,38 @@ def test_a_pod_start_trace_crosses_kubelet_containerd_and_the_shim(make_stack, s
         assert (parent.service, parent.kind, parent.name) == ("containerd", "CLIENT", span.name), span.name
 
 
+def test_the_shims_count_what_they_export_as_the_components_do(make_stack, sink) -> None:
+    """Each shim keeps its export counts in a file beside containerd's (``cristack load`` adds them up); once the
+    node has stopped (every exporter flushed), the shims' exported total is what reached the sink from them."""
+    stack = running_sleeper(make_stack, otlp_endpoint=sink.addresses.otlp_endpoint, telemetry_stats=True)
+    stack.stop()
+    stats = stack.export_stats()
+    assert {"kubelet", "containerd", "shims"} <= set(stats), stats
+    received = sum(1 for s in sink.store.spans() if s.service.startswith("containerd-shim-"))
+    assert received > 0 and stats["shims"].exported == received, (stats["shims"], received)
+    assert stats["shims"].lost == 0 and stats["containerd"].exported > 0
+
+
 def test_a_stop_leaves_no_shim_and_no_container(make_stack) -> None:
     stack = running_sleeper(make_stack)
+    sockets = shim_socket_dir(ctd_config.load(["--config", str(stack.base / "containerd.toml")]).state)
+    assert any(sockets.iterdir()), "the shim's socket is there while it runs"
     stack.stop()
     assert processes_under(stack.base) == [], "nothing of the node runs after its stop"
+    assert not sockets.exists(), "nor its socket directory (outside the node's own, when that is too long)"
+
+
+def test_containerds_sigterm_stops_its_shims_without_a_sigkill(make_stack) -> None:
+    """A running container holds a Wait call open in its shim; told to stop, the shim drops it rather than wait for
+    the container, so containerd never needs its SIGKILL (which would take its grace, 3 s: docker compose's
+    stop_grace_period for the whole container)."""
+    stack = running_sleeper(make_stack)
+    assert stack.containerd is not None
+    stack.containerd.stop()
+    assert "fake-containerd stopping" in stack.containerd.log_text()
+    assert "killing it" not in stack.containerd.log_text()
+    assert processes_under(stack.base, SHIM_MODULE) == []
+    stack.stop()
 
 
 def test_the_shims_of_a_sigkilled_containerd_end_by_themselves(make_stack) -> None:

@@ -13,7 +13,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "kubernetes"
-KUSTOMIZATIONS = ("base", "overlays/demo", "overlays/fleet", "overlays/live-nodes")
+KUSTOMIZATIONS = ("base", "overlays/demo", "overlays/containerd", "overlays/fleet", "overlays/live-nodes")
 K8S_VERSION = "1.36.3"
 
 

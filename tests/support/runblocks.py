@@ -171,17 +171,26 @@ def failures(block: Block, output: str, cwd: Path) -> list[str]:
     return bad
 
 
-COMPOSE_UP = re.compile(r"^docker compose(?: --env-file (\S+))? up --build$")
+COMPOSE_UP = re.compile(r"^docker compose(?: --env-file (\S+))?(?: --profile (\S+))? up --build((?: [a-z][\w-]*)*)$")
+COMPOSE_DOWN = re.compile(r"^docker compose(?: --profile (\S+))? down(?: -v)?$")
 COMPOSE_EXEC = re.compile(r"^docker compose exec (\S+) ")
 
 
 def check_without_docker(command: str) -> list[str]:
     """What can be checked of a ``docker compose`` command without an engine: the file it would read is valid under
-    the Compose Specification (with the env file it names), what it builds exists, the service it names is there."""
+    the Compose Specification (with the env file it names), what it builds exists, the profile and the services it
+    names are there."""
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     schema = json.loads((REPO / "tests" / "data" / "compose-spec" / "compose-spec.json").read_text())
     problems = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(compose)]
-    up, ex = COMPOSE_UP.match(command), COMPOSE_EXEC.match(command)
+    up, down, ex = COMPOSE_UP.match(command), COMPOSE_DOWN.match(command), COMPOSE_EXEC.match(command)
+    profile = (up or down).group(2 if up else 1) if up or down else None
+    profiles = {p for s in compose["services"].values() for p in s.get("profiles", [])}
+    if profile is not None and profile not in profiles:
+        problems.append(f"no profile {profile!r} in compose.yaml")
+    for name in (up.group(3) or "").split() if up else []:
+        if name not in compose["services"]:
+            problems.append(f"no service {name!r} in compose.yaml")
     if up:
         env_file = REPO / up.group(1) if up.group(1) else None
         if env_file is not None and not env_file.is_file():
@@ -198,6 +207,6 @@ def check_without_docker(command: str) -> list[str]:
     elif ex:
         if ex.group(1) not in compose["services"]:
             problems.append(f"no service {ex.group(1)!r} in compose.yaml")
-    else:
+    elif not down:
         problems.append(f"a docker command this check does not know: {command}")
     return problems

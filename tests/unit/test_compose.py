@@ -13,6 +13,8 @@ import yaml
 
 from cristack.harness import cli
 from fake_conmon.main import build_parser as conmon_parser
+from fake_containerd import config as ctd_config
+from fake_containerd.tracing import containerd_telemetry
 from fake_crio import config as crio_config
 from fake_kubelet import config as kubelet_config
 from tests.support.composefile import load, mounts, read_env_file
@@ -22,6 +24,7 @@ SCHEMA = REPO / "tests" / "data" / "compose-spec" / "compose-spec.json"
 COLLECTOR_ENV = read_env_file(REPO / "deploy" / "collector.env")
 VARIANTS = {"default": {}, "collector": COLLECTOR_ENV}
 OURS = ("conmon", "crio", "kubelet")
+CONTAINERD_NODE = ("containerd", "containerd-kubelet")  # the containerd profile
 
 
 @pytest.fixture(params=list(VARIANTS))
@@ -52,7 +55,7 @@ def test_references_exist(compose) -> None:
     assert {"16686:16686", "4317:4317", "4318:4318"} <= set(services["jaeger"]["ports"])
     assert services["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
     assert services["collector"]["profiles"] == ["collector"]
-    for name in OURS:
+    for name in (*OURS, *CONTAINERD_NODE):
         deps = services[name]["depends_on"]
         assert deps, f"{name} waits for what it needs"
         assert all(d["condition"] == "service_healthy" for n, d in deps.items() if n != "collector")
@@ -103,12 +106,59 @@ def test_every_flag_and_key_is_one_the_component_accepts(compose, tmp_path) -> N
     assert str(kcfg.pod_logs_dir) == str(cfg.pod_logs_root)
     assert kcfg.read_only_port == 10255
 
-    for name in OURS:
+    for name in (*OURS, *CONTAINERD_NODE):
         test = services[name]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "cristack", "health"]
         cli.build_parser().parse_args(test[2:])
         assert "environment" not in services[name] or all(
             k.startswith("OTEL_") for k in services[name]["environment"])
+
+
+def test_the_containerd_profile_is_a_node_of_its_own(compose) -> None:
+    """fake-containerd reads the mounted config.toml as its own parser does, serves the CRI where its kubelet and
+    crictl look, takes its tracing from the OTEL_* environment (to the same place as the CRI-O node), and the
+    containerd node shares no volume with the CRI-O node."""
+    services = compose["services"]
+    ctd, kubelet = services["containerd"], services["containerd-kubelet"]
+    assert ctd["profiles"] == kubelet["profiles"] == ["containerd"]
+    argv = _argv(ctd)
+    assert argv[0] == "fake-containerd"
+    cfg = ctd_config.load(["--config", _local(argv[1].split("=", 1)[1], ctd)])
+    assert str(cfg.address.path) == "/run/cristack/containerd.sock"
+    assert cfg.state == Path("/run/containerd") and cfg.root == Path("/var/lib/containerd")
+    assert cfg.cni_conf_dir == ctd_config.DEFAULT_CNI_CONF_DIR
+    net = _local(str(cfg.cni_conf_dir), ctd)
+    assert list(Path(net).glob("*.conflist")), f"{net}: the CNI network containerd loads"
+    crictl = yaml.safe_load(Path(_local("/etc/crictl.yaml", ctd)).read_text())
+    assert crictl["runtime-endpoint"] == crictl["image-endpoint"] == f"unix://{cfg.address.path}"
+    assert ctd["healthcheck"]["test"][-1] == f"unix://{cfg.address.path}"
+
+    telemetry, env = containerd_telemetry(dict(ctd["environment"]))
+    crio = crio_config.load([a for a in _argv(services["crio"])[1:] if not a.startswith("--config")])
+    assert telemetry.settings.enabled and env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://{crio.tracing.tracing_endpoint}"
+
+    kargs = kubelet_config.build_parser().parse_args(_argv(kubelet)[1:])
+    kcfg = kubelet_config.load(["--config", _local(kargs.config.as_posix(), kubelet),
+                                "--container-runtime-endpoint", kargs.container_runtime_endpoint])
+    assert kcfg.runtime_endpoint.grpc_target == f"unix://{cfg.address.path}"
+    assert str(kcfg.pod_logs_dir) == str(cfg.pod_logs_root)
+    assert kcfg.tracing.endpoint == crio.tracing.tracing_endpoint
+    # containerd's image filesystem (ImageFsInfo) is on the kubelet's own disk, read-only.
+    assert any(m.target == str(cfg.root) and m.read_only for m in mounts(kubelet))
+
+    def volumes(names) -> set[str]:
+        return {m.source for n in names for m in mounts(services[n]) if not m.is_bind}
+
+    assert volumes(CONTAINERD_NODE).isdisjoint(volumes(OURS)), "the two nodes share no state"
+    assert volumes(["containerd"]) >= volumes(["containerd-kubelet"]), "its kubelet sees only what containerd has"
+
+
+def test_configuration_is_mounted_read_only(compose) -> None:
+    """Every file or directory of the repository a service sees is read-only to it."""
+    for name, svc in compose["services"].items():
+        for m in mounts(svc):
+            if m.is_bind:
+                assert m.read_only, f"{name}: {m.source} is mounted read-write"
 
 
 def test_collector_config_pipeline_references_defined_components() -> None:

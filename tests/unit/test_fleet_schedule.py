@@ -1,5 +1,6 @@
 """The fleet's schedule, driven on a simulated clock: a seed fixes what happens when; nodes make their periodic
-roots at the captured rates; pods arrive at the rate asked, with the faults' shares; a node pulls an image once."""
+roots at the captured rates; pods arrive at the rate asked, with the faults' shares; a node pulls an image once;
+nodes of both runtimes side by side, each with its own runtime's traces and faults."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from cristack.harness.fleet.nodes import Fleet, FleetModel
 from cristack.harness.fleet.run import expected_spans_per_s
 from cristack.otel.tracediff import any_value
 
-CATS = {"crio": load("crio")}
+CATS = {"crio": load("crio"), "containerd": load("containerd")}
+HALF = {"crio": 0.5, "containerd": 0.5}
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
 
@@ -97,6 +99,58 @@ def test_the_rate_asked_is_what_a_long_run_issues():
     fleet, _, _ = simulate(model, 200)
     before = fleet.issued_spans
     fleet.advance(T0 + 600 * S)  # the steady state: pods started and removed at the same rate
+    rate = (fleet.issued_spans - before) / 400
+    asked = expected_spans_per_s(model, CATS)
+    assert abs(rate - asked) <= 0.1 * asked, (rate, asked)
+
+
+def resource_spans(keep: list[bytes]):  # noqa: ANN201 - (resource attributes, span) pairs
+    req = ExportTraceServiceRequest.FromString(b"".join(keep))
+    for rs in req.resource_spans:
+        res = {kv.key: any_value(kv.value) for kv in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                yield res, s
+
+
+def test_a_mixed_fleet_gives_each_node_its_runtimes_traces_and_faults():
+    model = FleetModel(nodes=40, pod_rate=4.0, lifetime=8, seed=21, runtimes=HALF,
+                       faults={"crashloop": 0.1, "pull-backoff": 0.1, "slow-storage": 0.3})
+    keep: list[bytes] = []
+    fleet, log, _ = simulate(model, 60, keep)
+    runtime = {n.name: n.runtime for n in fleet.nodes}
+    assert 10 <= sum(r == "containerd" for r in runtime.values()) <= 30
+    kinds = Counter((runtime[node], kind) for _, node, kind, pod in log if pod)
+    assert kinds[("crio", "slow-storage")] > 20, "CRI-O nodes take their share of slow-storage"
+    assert kinds[("containerd", "slow-storage")] == 0, "containerd has no such fault"
+    assert kinds[("containerd", "crashloop")] and kinds[("containerd", "pull-backoff")]
+    services: dict[str, set[str]] = {"crio": set(), "containerd": set()}
+    shims: dict[str, set[str]] = {}  # node -> the shims' sandbox ids
+    sandboxes: dict[str, set[str]] = {}  # node -> the sandbox ids containerd's spans name
+    for res, span in resource_spans(keep):
+        node, service = res["host.name"], res["service.name"]
+        services[runtime[node]].add("containerd-shim-*" if service.startswith("containerd-shim-") else service)
+        if service.startswith("containerd-shim-"):
+            shims.setdefault(node, set()).add(service.removeprefix("containerd-shim-"))
+        for kv in span.attributes:
+            if kv.key == "sandbox.id" and service == "containerd":
+                sandboxes.setdefault(node, set()).add(any_value(kv.value))
+    assert services["crio"] == {"kubelet", "crio", "conmonrs"}
+    assert services["containerd"] == {"kubelet", "containerd", "containerd-shim-*"}
+    # One shim per pod, named after the pod's sandbox as containerd's own spans name it (a pod that arrived in the
+    # last seconds may not have started its shim yet).
+    assert all(ids <= sandboxes.get(node, set()) for node, ids in shims.items()), "a shim of no sandbox"
+    pods = [(at, kind) for at, node, kind, pod in log if pod and runtime[node] == "containerd"
+            and CATS["containerd"].kinds[kind].role == "episode"]
+    assert len([p for p in pods if p[0] < 50 * S]) <= sum(map(len, shims.values())) <= len(pods)
+
+
+def test_the_rate_asked_is_what_a_long_mixed_run_issues():
+    model = FleetModel(nodes=30, pod_rate=1.0, lifetime=20, seed=12, runtimes=HALF,
+                       faults={"crashloop": 0.1, "slow-storage": 0.1})
+    fleet, _, _ = simulate(model, 200)
+    before = fleet.issued_spans
+    fleet.advance(T0 + 600 * S)
     rate = (fleet.issued_spans - before) / 400
     asked = expected_spans_per_s(model, CATS)
     assert abs(rate - asked) <= 0.1 * asked, (rate, asked)

@@ -13,7 +13,7 @@ from cristack.harness.sink.receiver import Sink
 from cristack.otel import otelenv
 from cristack.otel.loghandler import SpanEventHandler
 from cristack.otel.otlphttp import HttpSpanExporter
-from fake_containerd.shim.daemon import shim_provider
+from fake_containerd.shim.daemon import shim_telemetry
 from fake_containerd.tracing import containerd_telemetry
 
 
@@ -78,17 +78,19 @@ def test_the_shim_reads_the_environment_containerd_handed_down(monkeypatch: pyte
     for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
-    provider = shim_provider("abc")
+    telemetry = shim_telemetry("abc")
+    assert telemetry is not None
+    provider = telemetry.provider
     assert isinstance(provider, TracerProvider)
     try:
         assert dict(provider.resource.attributes) == {"service.name": "containerd-shim-abc", **otelenv.GO_SDK}
     finally:
         provider.shutdown()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    assert shim_provider("abc") is None
+    assert shim_telemetry("abc") is None
     monkeypatch.setenv("OTEL_SDK_DISABLED", "maybe")
     with caplog.at_level(logging.ERROR):
-        assert shim_provider("abc") is None
+        assert shim_telemetry("abc") is None
     assert "OTEL_SDK_DISABLED" in caplog.text
 
 

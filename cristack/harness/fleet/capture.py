@@ -1,9 +1,10 @@
-"""Captures the trace-kind catalogue from live runs of the three real components.
+"""Captures the trace-kind catalogue of a runtime from live runs of its real components.
 
-    python -m cristack.harness.fleet.capture [--runtime crio] [--out FILE]
+    python -m cristack.harness.fleet.capture [--runtime crio|containerd] [--out FILE]
 
-Starts one live node per part of the catalogue side by side (an idle node; one running the long-running pod
-twice, so that the second finds its image; one per fault), runs ``episodes`` on them, and turns what they
+Starts one live node of the runtime per part of the catalogue side by side (an idle node; one running the
+long-running pod twice, so that the second finds its image; one per fault the runtime has), runs ``episodes`` on
+them, and turns what they
 exported into span templates (``catalogue``): ids become indexes, the node's and the pod's names, ids, pids and
 paths become markers, times become offsets from the episode's anchors. About five and a half minutes (the
 idle node's window holds one run of the image garbage collector, every five minutes).
@@ -33,7 +34,7 @@ from cristack.harness.fleet.catalogue import (
     catalogue_path,
     marker,
 )
-from cristack.harness.fleet.episodes import CAPTURE_POD, EPISODES, IDLE, NODE_ROOTS, Episode
+from cristack.harness.fleet.episodes import CAPTURE_POD, IDLE, NODE_ROOTS, POD_ROOTS, Episode, episodes_on
 from cristack.harness.fleet.live import LIVE_RUNTIMES, EpisodeRun, LiveNode, NodeInfo, RawSpan, receiver
 from cristack.otel.tracediff import any_value
 
@@ -104,7 +105,7 @@ def templates(kind: str, traces: list[list[RawSpan]], stamp: Callable[[int, int]
                 raise ValueError(f"{kind}: span {s.name!r} has links, which the fleet does not re-issue")
             out.append(SpanTemplate(
                 kind=kind, trace=t, span=index[s.span_id], parent=index.get(s.parent_span_id), flags=s.flags,
-                service=str(r.resource.get("service.name")), scope=r.scope, name=marks(s.name), span_kind=s.kind,
+                service=marks(str(r.resource.get("service.name"))), scope=r.scope, name=marks(s.name), span_kind=s.kind,
                 start=stamp(s.start_time_unix_nano, t), end=stamp(s.end_time_unix_nano, t),
                 attributes=marks(attrs),
                 events=[EventTemplate(stamp(e.time_unix_nano, t), marks(e.name),
@@ -150,9 +151,10 @@ def episode_kinds(ep: Episode, run: EpisodeRun, spans: list[RawSpan], marks: Mar
         if root.span.name in NODE_ROOTS or not run.t0 <= at < run.end:
             continue
         if ep.running_s and running_from <= at < run.t1:
-            # The kubelet's roots for a running pod; CRI-O's own in that window (a conmon-rs server of an earlier
-            # pod shut down when the kubelet's GC removed its sandbox) are not this pod's.
-            if root.resource.get("service.name") == "kubelet":
+            # The kubelet's roots for a running pod, and the runtime's own periodic ones (episodes.POD_ROOTS); the
+            # runtime's others in that window are not this pod's.
+            service = root.resource.get("service.name")
+            if service == "kubelet" or (service, root.span.name) in POD_ROOTS:
                 periodic[root.span.name].append(trace)
         else:
             phase.append(trace)
@@ -199,17 +201,21 @@ def node_marks(node: NodeInfo, image_ids: list[str], run: EpisodeRun | None, spa
     return Marks(table, pids)
 
 
-def resources_of(spans: list[RawSpan]) -> dict[str, dict[str, Any]]:
+def resources_of(parts: list[tuple[list[RawSpan], Marks]]) -> dict[str, dict[str, Any]]:
+    """Each service's resource, by its name as the templates have it (``parts``: spans and the markers they were
+    templated with): ``host.name`` and ``process.pid`` are the node's; a name with a pod's id in it (containerd's
+    ``containerd-shim-{{id0}}``, one shim per pod) has it marked as in that pod's spans."""
     out: dict[str, dict[str, Any]] = {}
-    for r in spans:
-        service = str(r.resource.get("service.name"))
-        if service not in out:
-            res = dict(r.resource)
-            if "host.name" in res:
-                res["host.name"] = marker("node")
-            if "process.pid" in res:
-                res["process.pid"] = marker("process.pid")
-            out[service] = res
+    for spans, marks in parts:
+        for r in spans:
+            service = marks(str(r.resource.get("service.name")))
+            if service not in out:
+                res = {k: marks(v) for k, v in r.resource.items()}
+                if "host.name" in res:
+                    res["host.name"] = marker("node")
+                if "process.pid" in res:
+                    res["process.pid"] = marker("process.pid")
+                out[service] = res
     return out
 
 
@@ -230,7 +236,7 @@ def record(runtime: str = "crio", episodes: dict[str, Episode] | None = None, id
     ``episodes`` (default ``EPISODES``) with the pods named by ``pod_names`` (default ``CAPTURE_POD``)."""
     if runtime not in LIVE_RUNTIMES:
         raise SystemExit(f"capture: no live path for runtime {runtime!r} yet (live.LIVE_RUNTIMES)")
-    episodes = episodes or EPISODES
+    episodes = episodes_on(runtime, episodes)
     names = pod_names or {}
     with receiver() as (store, endpoint):
         idle = LiveNode("fleetcap-idle", 1, endpoint, runtime=runtime)
@@ -284,14 +290,21 @@ def convert(rec: Recording) -> Catalogue:
     runtime, nodes, runs, images, raw = rec.runtime, rec.nodes, rec.runs, rec.images, rec.raw
     idle = nodes[0]
     idle_spans = raw[idle.name]
-    kinds = node_kinds(idle, idle_spans, node_marks(idle, images[idle.name], None, idle_spans))
-    for ep in EPISODES.values():
+    idle_marks = node_marks(idle, images[idle.name], None, idle_spans)
+    kinds = node_kinds(idle, idle_spans, idle_marks)
+    parts = [(idle_spans, idle_marks)]
+    for ep in episodes_on(runtime).values():
         node, run = runs[ep.kind]
         spans = raw[node.name]
-        kinds += episode_kinds(ep, run, spans, node_marks(node, images.get(node.name, []), run, spans))
-    resources = resources_of(idle_spans + raw[nodes[1].name])
-    captured = {"how": "python -m cristack.harness.fleet.capture", "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                "settings": "cristack up's defaults (relist 1 s, back-off 10 s, GC every minute), runtime type pod"}
+        marks = node_marks(node, images.get(node.name, []), run, spans)
+        kinds += episode_kinds(ep, run, spans, marks)
+        parts.append(([r for r in spans if run.t0 <= r.span.start_time_unix_nano < run.end], marks))
+    used = {s.service for k in kinds for s in k.spans}
+    resources = {service: res for service, res in resources_of(parts).items() if service in used}
+    how = "runtime type pod" if runtime == "crio" else f"runtime {runtime}"
+    captured = {"how": f"python -m cristack.harness.fleet.capture --runtime {runtime}",
+                "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                "settings": f"cristack up's defaults (relist 1 s, back-off 10 s, GC every minute), {how}"}
     return Catalogue(runtime, captured, resources, {k.name: k for k in kinds})
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 FORMAT = "cristack-fleet-catalogue/1"
 # The runtimes a fleet node can be; each has a catalogue captured from its live path.
-RUNTIMES = ("crio",)
+RUNTIMES = ("crio", "containerd")
 MARKER_OPEN, MARKER_CLOSE = "{{", "}}"
 
 

@@ -5,13 +5,15 @@ version probes, image-filesystem and stats queries, the garbage collectors). A p
 pod's life on a node: its manifest written at t0, ``start_s`` of starting (and, for a fault, failing and
 retrying), ``running_s`` of running, the manifest removed at t1, then ``stop_s`` of tearing down. The episodes
 are the live nodes' own work, with the live nodes' own settings (``cristack up``'s defaults: back-off 10 s,
-relist 1 s, GC every minute), except what the fault itself needs (a missing image, CRI-O's fault injection).
+relist 1 s, GC every minute), except what the fault itself needs (a missing image, CRI-O's fault injection). An
+episode names the runtimes it runs on (slow-storage is CRI-O's fault injection: CRI-O only).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cristack.harness.fleet.nodes import FAULT_RUNTIMES
 from cristack.harness.stack import example
 
 # How the captured pods are named: distinctive, so that replacing them by markers cannot touch anything else.
@@ -27,9 +29,13 @@ class Episode:
     start_s: float  # t0 (manifest written) -> the running window
     running_s: float  # the running window: its non-node roots are the pod's own periodic ones
     stop_s: float  # t1 (manifest removed) -> end of the capture
-    runtime_args: tuple[str, ...] = ()  # CRI-O's flags here; another runtime's episode would give its own
+    runtime_args: tuple[str, ...] = ()  # the runtime's flags (CRI-O's fault injection, slow-storage only)
     after: str | None = None  # runs on the node right after this episode (an image pulled by it stays)
     title: str = ""
+    runtimes: tuple[str, ...] = ("crio", "containerd")  # the runtimes it can run on
+
+    def on(self, runtime: str) -> bool:
+        return runtime in self.runtimes
 
     def manifest_for(self, name: str, namespace: str | None = None) -> str:
         return self.manifest.format(name=name, namespace=namespace or self.namespace)
@@ -71,8 +77,14 @@ EPISODES: dict[str, Episode] = {e.kind: e for e in (
             stop_s=8.0, title="a missing image: ErrImagePull, then ImagePullBackOff"),
     Episode("slow-storage", _long_running(), start_s=5.0, running_s=0.0, stop_s=8.0,
             runtime_args=("--faults", str(example("scenarios", "slow-storage", "faults.toml"))),
-            title="CRI-O's container storage slow (its fault injection, the slow-storage scenario)"),
+            title="CRI-O's container storage slow (its fault injection, the slow-storage scenario)",
+            runtimes=FAULT_RUNTIMES["slow-storage"]),
 )}
+
+
+def episodes_on(runtime: str, episodes: dict[str, Episode] | None = None) -> dict[str, Episode]:
+    """The episodes a node of ``runtime`` runs (a capture's, a catalogue's kinds)."""
+    return {k: e for k, e in (episodes or EPISODES).items() if e.on(runtime)}
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,8 @@ class NodeCapture:
 
 
 # The roots a node makes whatever pods it has (fake_kubelet's loops); any other root in a pod's window is the pod's.
+# Neither runtime makes a periodic root of its own on a node without pods (containerd's stats collector asks
+# nothing when it has no containers).
 NODE_ROOTS = frozenset({
     "runtime.v1.RuntimeService/ListPodSandbox", "runtime.v1.RuntimeService/ListContainers",
     "runtime.v1.RuntimeService/Status", "runtime.v1.RuntimeService/Version", "runtime.v1.ImageService/ImageFsInfo",
@@ -93,3 +107,12 @@ NODE_ROOTS = frozenset({
     "Containers/GarbageCollect", "Images/GarbageCollect",
 })
 IDLE = NodeCapture(node_roots=NODE_ROOTS)
+
+# Roots a running pod makes without the kubelet, by (service, root span name), periodic like the kubelet's own for
+# it: containerd's CRI stats collector (internal/cri/server/stats_collector.go) asks the shim for each live task's
+# metrics once a second, a root Task/Stats CLIENT span (and the shim's SERVER span under it) per task and tick.
+# containerd's other roots of its own (task.Wait, client.task.Delete after an exit, Task/State, the shims'
+# Events/Forward) follow the pod's start and stop, so they belong to its episode where they happened. CRI-O has
+# none: its roots in a running pod's window (a conmon-rs server of an earlier pod shut down by the kubelet's GC)
+# are not this pod's.
+POD_ROOTS = frozenset({("containerd", "containerd.task.v3.Task/Stats")})

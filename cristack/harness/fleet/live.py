@@ -111,14 +111,20 @@ def _crio(endpoint: str, name: str, cidr: str, runtime_args: tuple[str, ...]) ->
     return StackOptions(otlp_endpoint=endpoint, node_name=name, pod_cidr=cidr, crio_args=list(runtime_args))
 
 
-# How a live node of each runtime starts: the runtimes a catalogue can be captured for. Adding one (containerd,
-# once the harness starts its path) is a function here giving its StackOptions.
-LIVE_RUNTIMES: dict[str, Callable[[str, str, str, tuple[str, ...]], StackOptions]] = {"crio": _crio}
+def _containerd(endpoint: str, name: str, cidr: str, runtime_args: tuple[str, ...]) -> StackOptions:
+    return StackOptions(runtime="containerd", otlp_endpoint=endpoint, node_name=name, pod_cidr=cidr,
+                        containerd_args=list(runtime_args))
+
+
+# How a live node of each runtime starts: the runtimes a catalogue can be captured for (``cristack up``'s
+# settings for each, as ``cristack up --runtime NAME`` starts it).
+LIVE_RUNTIMES: dict[str, Callable[[str, str, str, tuple[str, ...]], StackOptions]] = {
+    "crio": _crio, "containerd": _containerd}
 
 
 class LiveNode:
-    """One node of the three real components (``cristack up``'s settings), named ``name``, with pod CIDR block
-    ``index``, exporting to ``endpoint``; its base directory is named the way ``cristack up`` names its own.
+    """One node of the real components of ``runtime`` (``cristack up``'s settings), named ``name``, with pod CIDR
+    block ``index``, exporting to ``endpoint``; its base directory is named the way ``cristack up`` names its own.
     ``runtime_args`` go to its runtime (CRI-O's fault injection, for the slow-storage episode)."""
 
     def __init__(self, name: str, index: int, endpoint: str, runtime_args: tuple[str, ...] = (),
@@ -145,13 +151,13 @@ class LiveNode:
             shutil.rmtree(self.base, ignore_errors=True)
 
     def image_ids(self) -> list[str]:
-        with grpc.insecure_channel(self.stack.crio_endpoint) as ch:
+        with grpc.insecure_channel(self.stack.cri_endpoint) as ch:
             images = pbgrpc.ImageServiceStub(ch).ListImages(pb.ListImagesRequest(), timeout=10).images
         return [i.id.removeprefix("sha256:") for i in images]
 
     def _ids(self, run: EpisodeRun) -> None:
-        """The pod's uid, sandboxes, containers and IP as CRI-O has them (before the manifest goes)."""
-        with grpc.insecure_channel(self.stack.crio_endpoint) as ch:
+        """The pod's uid, sandboxes, containers and IP as the runtime has them (before the manifest goes)."""
+        with grpc.insecure_channel(self.stack.cri_endpoint) as ch:
             rt = pbgrpc.RuntimeServiceStub(ch)
             pods = [p for p in rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items
                     if p.metadata.name == run.pod and p.metadata.namespace == run.namespace]

@@ -29,6 +29,11 @@ from cristack.harness.fleet.catalogue import Catalogue, Kind
 from cristack.harness.nodeplan import NODE_CIDR_MASK, node_cidr
 
 FAULT_KINDS = ("crashloop", "pull-backoff", "slow-storage")
+# The runtimes each fault kind exists on (each runtime's catalogue has exactly these): slow-storage is CRI-O's fault
+# injection (its --faults file), which containerd has no counterpart of; a containerd node's pod drawn for it
+# starts as a plain pod.
+FAULT_RUNTIMES = {"crashloop": ("crio", "containerd"), "pull-backoff": ("crio", "containerd"),
+                  "slow-storage": ("crio",)}
 FLEET_CIDR = "10.0.0.0/12"  # 4,096 /24 node blocks: a thousand nodes and more
 # Deployment-style pod names: a workload, the pod-template hash (10) and a suffix (5), from the alphabet the
 # real controllers use (k8s.io/apimachinery/pkg/util/rand: no vowels, no look-alikes).
@@ -104,6 +109,11 @@ class Fleet:
         self.pods_started = 0
         self.pods_running = 0
         self.kinds_started: dict[str, int] = {}
+        # Resources named per pod (containerd's shims: containerd-shim-<sandbox id>), by runtime and service, and
+        # those issued lately (a pod's shim sends one at each of its emissions).
+        self.pod_resources = {(runtime, service): attrs for runtime, cat in catalogues.items()
+                              for service, attrs in cat.resources.items() if _per_pod(attrs)}
+        self._pod_resource_bytes: dict[tuple[int, str, bytes], bytes] = {}
         self.nodes = [self._node(i) for i in range(1, model.nodes + 1)]
         self._warm()
         for node in self.nodes:
@@ -122,6 +132,8 @@ class Fleet:
         base = BASE_PREFIX + "".join(self.rng.choice(_TMP_CHARS) for _ in range(8))
         resources = {}
         for service, attrs in self.catalogues[runtime].resources.items():
+            if (runtime, service) in self.pod_resources:
+                continue  # filled per pod, at issue
             pid = self.rng.randrange(300, 4_000_000)  # each process of the node its own
             filled = {k: name if v == "{{node}}" else pid if v == "{{process.pid}}" else v for k, v in attrs.items()}
             resources[service] = wire.resource_bytes(filled)
@@ -182,8 +194,22 @@ class Fleet:
                anchors: dict[str, int], markers: dict[str, bytes]) -> None:
         resources = node.resources
         for group in emission.groups:
-            self.emit(wire.issue(group, resources[group.service], traces, spans, anchors, markers), group.spans)
+            resource = resources.get(group.service) or self._pod_resource(node, group.service, markers)
+            self.emit(wire.issue(group, resource, traces, spans, anchors, markers), group.spans)
         self.issued_spans += emission.spans
+
+    def _pod_resource(self, node: Node, service: str, markers: dict[str, bytes]) -> bytes:
+        """The resource of a process of one pod (a containerd shim), its markers from the pod's."""
+        attrs = self.pod_resources[(node.runtime, service)]
+        names = wire.markers_in(attrs)
+        key = (node.index, service, b"/".join(markers[m] for m in sorted(names) if m in markers))
+        got = self._pod_resource_bytes.get(key)
+        if got is None:
+            if len(self._pod_resource_bytes) >= 65_536:  # pods come and go: keep the recent ones only
+                self._pod_resource_bytes.clear()
+            values = {**{m: v.decode() for m, v in markers.items()}, "node": node.name}
+            got = self._pod_resource_bytes[key] = wire.resource_bytes(wire.fill_markers(attrs, values))
+        return got
 
     def _fresh(self, kind: Kind) -> tuple[list[bytes], list[bytes]]:
         rb = self.ids.randbytes
@@ -279,6 +305,11 @@ class Fleet:
         nxt = due + int(1e9 / kind.rate)
         if nxt < pod.until:
             self._at(nxt, POD_PERIODIC, pod, kind)
+
+
+def _per_pod(attrs: dict) -> bool:
+    """A resource with markers other than the node's own (host.name, process.pid)."""
+    return bool(wire.markers_in(attrs) - {"node", "process.pid"})
 
 
 def _marker_length(name: str) -> int:

@@ -5,7 +5,7 @@ export's shutdown budget)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cristack.harness.fleet.catalogue import Catalogue, load
@@ -56,6 +56,19 @@ def expected_spans_per_s(model: FleetModel, catalogues: dict[str, Catalogue]) ->
             per_pod = len(kind.spans) + sum(p.rate * len(p.spans) * running for p in cat.periodic_of(name))
             out += pods * weight * per_pod
     return out
+
+
+def faults_line(model: FleetModel, catalogues: dict[str, Catalogue], runtimes: Iterable[str]) -> str:
+    """``crashloop 2%, slow-storage 2% (crio nodes only)``: a fault some of the fleet's runtimes lack (its catalogue
+    has no such kind) says where it happens."""
+    names, out = list(runtimes), []
+    for kind, share in model.faults.items():
+        if not share:
+            continue
+        has = [r for r in names if kind in catalogues[r].kinds]
+        where = "" if len(has) == len(names) else f" ({', '.join(has) or 'no'} nodes only)"
+        out.append(f"{kind} {share:.0%}{where}")
+    return ", ".join(out) or "none"
 
 
 def _num(n: float) -> str:
@@ -119,7 +132,7 @@ def run_fleet(opts: FleetOptions, out: Callable[[str], None] | None = None,
         runtimes[node.runtime] = runtimes.get(node.runtime, 0) + 1
     emit(f"cristack fleet: {model.nodes} nodes ({', '.join(f'{r} {n}' for r, n in runtimes.items())}) exporting to "
          f"{opts.otlp_endpoint}: {model.pod_rate:g} pods/s, each removed after {model.lifetime:g} s, faults "
-         f"{', '.join(f'{k} {v:.0%}' for k, v in model.faults.items() if v) or 'none'}; about {asked:,.0f} spans/s"
+         f"{faults_line(model, cats, runtimes)}; about {asked:,.0f} spans/s"
          f"{'' if opts.duration is None else f' for {opts.duration:g} s'}; seed {model.seed}; Ctrl-C stops")
     progress = Progress(fleet, exporter, asked, emit)
     end = None if opts.duration is None else wall0 + int(opts.duration * 1e9)

@@ -41,10 +41,22 @@ def markers_in(value: Any) -> set[str]:
     return set()
 
 
+def fill_markers(value: Any, values: dict[str, str]) -> Any:
+    """``value`` with each marker replaced by its value from ``values`` (for what is filled rarely: a resource)."""
+    if isinstance(value, str):
+        return _MARKER.sub(lambda m: values[m.group(1)], value)
+    if isinstance(value, list):
+        return [fill_markers(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: fill_markers(v, values) for k, v in value.items()}
+    return value
+
+
 def kind_markers(kind: Kind) -> list[str]:
+    """The markers a kind's issue needs values for: those of its spans and of the services they belong to."""
     found: set[str] = set()
     for s in kind.spans:
-        found |= markers_in(s.name) | markers_in(s.attributes) | markers_in(s.status[1])
+        found |= markers_in(s.service) | markers_in(s.name) | markers_in(s.attributes) | markers_in(s.status[1])
         for e in s.events:
             found |= markers_in(e.name) | markers_in(e.attributes)
     return sorted(found)
