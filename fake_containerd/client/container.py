@@ -5,6 +5,7 @@ NewTask, Delete, Task of containerd v2.4.2), with their spans: ``client.NewConta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from cristack.wire.errors import FailedPrecondition, NotFound
@@ -72,9 +73,11 @@ class Container:
     async def delete(self) -> None:
         """container.Delete (with the snapshot cleanup the CRI asks for): refused while a task runs."""
         with self.client.tracing.span("container.Delete", {"container.id": self.meta.id}):
+            state = None
             if self.client.tasks.exists(self.meta.id):
-                state = await self.client.tasks.get(self.meta.id)
-                if state.status != STOPPED:
+                with contextlib.suppress(NotFound):  # deleted meanwhile by the exit handler: no task, as wanted
+                    state = await self.client.tasks.get(self.meta.id)
+                if state is not None and state.status != STOPPED:
                     raise FailedPrecondition(f"cannot delete running task {self.meta.id}: "
                                              f"{STATUS_NAMES[state.status]}: failed precondition")
             self.client.metadata.delete_container(self.meta.id)

@@ -92,12 +92,17 @@ class ShimTask:
     bootstrap: bootstrap_pb2.BootstrapResult
     sandbox_id: str = ""
     shim_pid: int = 0  # from Connect: the shim process serving this task
+    forgotten: bool = False  # deleted and its connection closed by us (ShimManager.forget)
 
     async def _call(self, method: str, request: Message, response_type: type[R]) -> R:
         try:
             # namespaces.WithNamespace: the namespace travels in every call's ttrpc metadata.
             return await self.client.call(TASK_SERVICE, method, request, response_type, metadata=NAMESPACE_MD)
         except Closed:
+            if self.forgotten:
+                # Deleted meanwhile (the exit handler's Delete raced this call): the tasks service finds no such
+                # task, as local.getTask answers, which callers such as StopContainer take as "already gone".
+                raise NotFound(f"task {self.id} not found") from None
             raise Unavailable(f"ttrpc: closed: shim of {self.id} is gone") from None
         except TtrpcError as err:
             raise _native(err) from None
@@ -142,6 +147,7 @@ class ShimTask:
             await self._call("Shutdown", api.ShutdownRequest(id=self.id), empty_pb2.Empty)
 
     async def close(self) -> None:
+        self.forgotten = True
         await self.client.close()
 
 
