@@ -12,11 +12,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,11 @@ class QueueFullCount:
     at its queue."""
 
     def __init__(self) -> None:
+        # Imported here: the SDK's metrics cost a tenth of a second to import, and the path helpers below serve
+        # processes that export nothing (a containerd shim's start command, run once per pod).
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
 
@@ -58,7 +62,9 @@ class QueueFullCount:
         """A BatchSpanProcessor that reports to this count. The SDK gates its self-metrics on an
         environment variable read when the processor is built; it is set only for that moment, so
         the per-span paths (the tracer provider's own span metrics, the exporter's) stay unmetered."""
-        key = OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
+        from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED as key
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
         before = os.environ.get(key)
         os.environ[key] = "true"
         try:

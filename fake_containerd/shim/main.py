@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cristack import __version__ as CRISTACK_VERSION
 from cristack.wire.errors import RpcError
-from fake_containerd.shim import daemon, manager
+from fake_containerd.shim import manager
 
 NAME = "fake-containerd-shim-runc-v2"
 CONTAINERD_VERSION = "v2.4.2"
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "delete":
             sys.stdout.buffer.write(manager.delete(flags, Path.cwd()).SerializeToString())
             return 0
+        # The serving process only: start and delete (once per pod each) need none of its imports.
+        from fake_containerd.shim import daemon
+
         return asyncio.run(daemon.run(args.namespace, args.id, args.socket))
     except (manager.StartError, RpcError, OSError, ValueError) as err:
         # containerd shows the shim's stderr in its own error: one line, no traceback.
