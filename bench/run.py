@@ -1,6 +1,6 @@
 """The benchmark harness: every figure of docs/benchmarks.md, measured in one run.
 
-    python -m bench.run            # make bench: the full run (about 10 minutes)
+    python -m bench.run            # make bench: the full run (about 18 minutes on 2 cores)
     python -m bench.run --quick    # make bench-quick: fewer iterations, for development
 
 The machines are shared and noisy: A/B pairs are interleaved in blocks, figures are medians
@@ -24,8 +24,8 @@ from pathlib import Path
 import grpc
 
 from bench.driver import Driver
-from bench.report import Report, Row, verdict
-from bench.stats import cpu_seconds, cpu_ticks, machine, ms, p50, pct, rss_kb, stolen_share
+from bench.report import Report, Row, merge, verdict, write
+from bench.stats import cpu_seconds, cpu_ticks, ms, p50, pct, rss_kb, stolen_share
 from cristack.gcpolicy import tune_for_service
 from cristack.harness.assertions import find_trace, pod_start, pod_uid, spans_from
 from cristack.harness.backends import JaegerBackend
@@ -531,51 +531,6 @@ class Bench:
         self.jaeger.stop()
 
 
-def write(report: Report, path: Path, command: str, seconds: float, quick: bool, stolen: float = 0.0) -> None:
-    lines = ["# Benchmarks", "",
-             f"Measured by `{command}` on {machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-             f"in one run of {seconds / 60:.1f} minutes{' (quick mode: fewer iterations)' if quick else ''}; "
-             f"the hypervisor gave {stolen:.0%} of this virtual machine's CPU time to others meanwhile "
-             "(steal time in /proc/stat), which slows every figure below alike. "
-             "Figures are medians (p50) with p99 where given; A/B comparisons come from interleaved blocks of "
-             "the same run. Tracing on means all three components at 1000000 per million exporting to a "
-             "real Jaeger v2 on the same two cores. Pod starts are issued by `bench/driver.py`, which runs "
-             "fake-kubelet's own CRI client and span code for the kubelet's start sequence, so the time is "
-             "exactly RunPodSandbox sent → StartContainer returned.", ""]
-    for section, rows in report.sections.items():
-        lines += [f"## {section}", "", "| measure | result | target | |", "|---|---|---|---|"]
-        for r in rows:
-            mark = {"met": "✓ met", "missed": "✗ missed"}.get(r.verdict, "")
-            lines.append(f"| {r.what} | {r.value}{' — ' + r.note if r.note else ''} | {r.target} | {mark} |")
-        lines.append("")
-    notes = REPO / "docs" / "benchmarks-notes.md"
-    if notes.exists():
-        lines += [notes.read_text().strip(), ""]
-    path.write_text("\n".join(lines))
-
-
-def merge(report: Report, path: Path, command: str) -> None:
-    """``--only``: replaces (or adds, after the last numbered one) just the sections measured, each saying how and
-    when, and keeps the rest of ``path`` as the full run wrote it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    head, *blocks = text.split("\n## ")
-    sections = [("## " + b).rstrip("\n") for b in blocks]
-    stamp = f"Measured separately by `{command}` on {machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
-    for title, rows in report.sections.items():
-        body = [f"## {title}", "", stamp, "", "| measure | result | target | |", "|---|---|---|---|"]
-        for r in rows:
-            mark = {"met": "✓ met", "missed": "✗ missed"}.get(r.verdict, "")
-            body.append(f"| {r.what} | {r.value}{' — ' + r.note if r.note else ''} | {r.target} | {mark} |")
-        new = "\n".join(body)
-        at = next((i for i, sec in enumerate(sections) if sec.startswith(f"## {title}\n")), None)
-        if at is not None:
-            sections[at] = new
-        else:
-            numbered = [i for i, sec in enumerate(sections) if sec[3:4].isdigit()]
-            sections.insert(numbered[-1] + 1 if numbered else len(sections), new)
-    path.write_text(head.rstrip("\n") + "\n\n" + "\n\n".join(sections) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench")
     parser.add_argument("--quick", action="store_true")
@@ -602,7 +557,7 @@ def main() -> None:
         merge(bench.report, args.out, command)
     else:
         write(bench.report, args.out, command, time.monotonic() - started, args.quick,
-              stolen_share(ticks, cpu_ticks()))
+              stolen_share(ticks, cpu_ticks()), notes=REPO / "docs" / "benchmarks-notes.md")
     print(f"wrote {args.out}")
 
 

@@ -7,56 +7,11 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
+from cristack.harness import argtypes
 from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK
 from cristack.wire.endpoints import parse_endpoint
-
-
-def _endpoint(text: str) -> str:
-    try:
-        ep = parse_endpoint(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    if ep.is_unix:
-        raise argparse.ArgumentTypeError("an OTLP endpoint is HOST:PORT")
-    return ep.grpc_target
-
-
-SIZE = {"": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2, "g": 1000**3,
-        "gb": 1000**3, "gib": 1024**3}
-
-
-def _size(text: str) -> int:
-    """A byte count: ``67108864``, ``64MiB``, ``500kB``."""
-    number = text.rstrip("kKmMgGiBb ")
-    unit = text[len(number):].strip().lower()
-    try:
-        value = int(number) * SIZE[unit]
-    except (ValueError, KeyError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 67108864, 64MiB, 500kB)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a size is above zero")
-    return value
-
-
-def _names(text: str) -> list[str]:
-    """A comma-separated list of host names."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"{text!r}: give at least one name")
-    return names
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a bound is above zero")
-    return value
 
 
 def _store(args: argparse.Namespace):  # noqa: ANN202 - a SpanStore, imported late like the other commands do
@@ -68,39 +23,25 @@ def _store(args: argparse.Namespace):  # noqa: ANN202 - a SpanStore, imported la
 def _bounds(p: argparse.ArgumentParser) -> None:
     from cristack.harness.sink.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_SPANS
 
-    p.add_argument("--max-spans", type=_count, default=DEFAULT_MAX_SPANS, metavar="N",
+    p.add_argument("--max-spans", type=argtypes.count, default=DEFAULT_MAX_SPANS, metavar="N",
                    help=f"the sink keeps at most N spans; the oldest traces go first (default {DEFAULT_MAX_SPANS})")
-    p.add_argument("--max-bytes", type=_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
+    p.add_argument("--max-bytes", type=argtypes.size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
                    help=f"... and at most SIZE of memory for them: their OTLP encoding and the objects that hold it "
                         f"(default {DEFAULT_MAX_BYTES // 2**20}MiB); one trace keeps at most 10000 spans and 5MB; "
                         "/api/sink/stats counts what was dropped")
 
 
 def _nodes_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nodes", type=_count, default=1, metavar="N",
+    p.add_argument("--nodes", type=argtypes.count, default=1, metavar="N",
                    help="run N independent nodes, node-1..node-N, each with its own pod CIDR, all tracing to one "
                         "endpoint (default 1)")
     p.add_argument("--spread", action="store_true",
                    help="with --nodes: deal the pod manifests across the nodes instead of giving each node all")
 
 
-def _runtimes(text: str) -> tuple[str, ...]:
-    """``crio``, ``containerd``, or a list of them for several nodes (``crio,containerd``); a typo gets the
-    closest name."""
-    from cristack.harness.nodeplan import check_runtime
-
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("name a runtime: crio or containerd")
-    try:
-        return tuple(check_runtime(n) for n in names)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def _runtime_arguments(p: argparse.ArgumentParser, mix: bool = True) -> None:
     """--runtime and CRI-O's --runtime-type, for demo, up and load alike (``_runtime_type`` checks them)."""
-    p.add_argument("--runtime", type=_runtimes, default=None, metavar="NAME" + ("[,NAME]" if mix else ""),
+    p.add_argument("--runtime", type=argtypes.runtimes, default=None, metavar="NAME" + ("[,NAME]" if mix else ""),
                    help="the node's CRI runtime: crio (fake-crio, with fake-conmon for runtime type pod; the "
                         "default) or containerd (fake-containerd, which runs each pod under a shim of its own)"
                         + ("; with --nodes N a list is dealt round-robin (crio,containerd)" if mix else ""))
@@ -124,26 +65,6 @@ def _cidr_arguments(p: argparse.ArgumentParser, cluster_cidr: str = CLUSTER_CIDR
                    help=f"the pod network that nodes take their pod CIDRs from (default {cluster_cidr})")
     p.add_argument("--node-cidr-mask-size", metavar="BITS", type=int, default=NODE_CIDR_MASK,
                    help=f"prefix length of each node's pod CIDR (default {NODE_CIDR_MASK})")
-
-
-def _index(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: an index is 0 or more")
-    return value
-
-
-def _node_name(text: str) -> str:
-    """A node name as Kubernetes takes it: a DNS subdomain (lowercase alphanumerics, '-' and '.')."""
-    import re
-
-    if len(text) > 253 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a node name (lowercase letters, digits, '-' and '.', "
-                                         "starting and ending with a letter or digit)")
-    return text
 
 
 def _env_context(prog: str):  # noqa: ANN202 - an EnvContext
@@ -356,30 +277,19 @@ def trace_forwarder(args: argparse.Namespace) -> int:
     return forwarder_main(args.listen, args.otlp_endpoint)
 
 
-def _positive(kind: type) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be above zero")
-        return value
-    return parse
-
-
 def _add_load_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubParsersAction
     lp = sub.add_parser("load", help="create and tear down pods at a steady rate across N nodes (pipeline load)")
-    lp.add_argument("--nodes", type=_positive(int), default=1, metavar="N", help="nodes node-1..node-N (default 1)")
-    lp.add_argument("--pods-per-second", type=_positive(float), required=True, metavar="R",
+    lp.add_argument("--nodes", type=argtypes.positive(int), default=1, metavar="N",
+                    help="nodes node-1..node-N (default 1)")
+    lp.add_argument("--pods-per-second", type=argtypes.positive(float), required=True, metavar="R",
                     help="pods created per second over all nodes, round-robin")
-    lp.add_argument("--duration", type=_positive(float), required=True, metavar="SECONDS",
+    lp.add_argument("--duration", type=argtypes.positive(float), required=True, metavar="SECONDS",
                     help="how long to create pods")
-    lp.add_argument("--otlp-endpoint", type=_endpoint, required=True, metavar="HOST:PORT",
+    lp.add_argument("--otlp-endpoint", type=argtypes.endpoint, required=True, metavar="HOST:PORT",
                     help="where every node sends its traces (OTLP gRPC)")
-    lp.add_argument("--pod-lifetime", type=_positive(float), default=10.0, metavar="SECONDS",
+    lp.add_argument("--pod-lifetime", type=argtypes.positive(float), default=10.0, metavar="SECONDS",
                     help="each pod's manifest is removed this long after it was written (default 10)")
-    lp.add_argument("--interval", type=_positive(float), default=5.0, metavar="SECONDS",
+    lp.add_argument("--interval", type=argtypes.positive(float), default=5.0, metavar="SECONDS",
                     help="seconds between progress lines (default 5)")
     _runtime_arguments(lp)
     _cidr_arguments(lp)
@@ -418,30 +328,6 @@ def load(args: argparse.Namespace) -> int:
                                 node_cidr_mask=args.node_cidr_mask_size, keep=args.keep))
 
 
-def _shares(what: str, known: tuple[str, ...]) -> Callable[[str], dict[str, float]]:
-    """``a=0.5,b=0.25``: a share (0..1) per name, names from ``known`` ("did you mean" for a typo)."""
-    def parse(text: str) -> dict[str, float]:
-        import difflib
-
-        out: dict[str, float] = {}
-        for item in filter(None, (x.strip() for x in text.split(","))):
-            name, eq, value = item.partition("=")
-            name = name.strip()
-            if name not in known:
-                near = difflib.get_close_matches(name, known, n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(known)})"
-                raise argparse.ArgumentTypeError(f"no {what} {name!r}{hint}")
-            try:
-                share = float(value) if eq else 1.0
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{item!r}: the share is a number between 0 and 1") from None
-            if not 0 <= share <= 1:
-                raise argparse.ArgumentTypeError(f"{item!r}: the share is a number between 0 and 1")
-            out[name] = share
-        return out
-    return parse
-
-
 _RUNTIME_NAMES = {"crio": "CRI-O", "containerd": "containerd"}
 
 
@@ -450,28 +336,29 @@ def _add_fleet_parser(sub) -> None:  # noqa: ANN001 - argparse's private _SubPar
     from cristack.harness.fleet.nodes import FAULT_KINDS, FAULT_RUNTIMES, FLEET_CIDR
 
     fp = sub.add_parser("fleet", help="the traces of N nodes from one process, re-issued from live captures")
-    fp.add_argument("--nodes", type=_positive(int), default=1000, metavar="N", help="nodes node-1..node-N "
+    fp.add_argument("--nodes", type=argtypes.positive(int), default=1000, metavar="N", help="nodes node-1..node-N "
                     "(default 1000)")
-    fp.add_argument("--otlp-endpoint", type=_endpoint, required=True, metavar="HOST:PORT",
+    fp.add_argument("--otlp-endpoint", type=argtypes.endpoint, required=True, metavar="HOST:PORT",
                     help="where every node's traces go (OTLP gRPC)")
-    fp.add_argument("--duration", type=_positive(float), metavar="SECONDS", help="how long (default: until stopped)")
+    fp.add_argument("--duration", type=argtypes.positive(float), metavar="SECONDS",
+                    help="how long (default: until stopped)")
     fp.add_argument("--pods-per-second", type=float, metavar="R",
                     help="pods started per second over all nodes (default: one per node every 50 s)")
-    fp.add_argument("--pod-lifetime", type=_positive(float), default=30.0, metavar="SECONDS",
+    fp.add_argument("--pod-lifetime", type=argtypes.positive(float), default=30.0, metavar="SECONDS",
                     help="each pod's manifest is removed this long after it was written (default 30)")
-    fp.add_argument("--faults", type=_shares("fault", FAULT_KINDS), default="crashloop=0.02,pull-backoff=0.02,"
+    fp.add_argument("--faults", type=argtypes.shares("fault", FAULT_KINDS), default="crashloop=0.02,pull-backoff=0.02,"
                     "slow-storage=0.02", metavar="KIND=SHARE,...",
                     help=f"share of the pods started that fail: {', '.join(FAULT_KINDS)} (default 0.02 each)"
                          + "".join(f"; {kind} on {' and '.join(_RUNTIME_NAMES.get(r, r) for r in runtimes)} nodes "
                                    "only (its fault injection; a pod drawn for it elsewhere starts as a plain one)"
                                    for kind, runtimes in FAULT_RUNTIMES.items() if set(RUNTIMES) - set(runtimes)))
-    fp.add_argument("--runtimes", type=_shares("runtime", RUNTIMES), default="crio=1", metavar="NAME=SHARE,...",
+    fp.add_argument("--runtimes", type=argtypes.shares("runtime", RUNTIMES), default="crio=1", metavar="NAME=SHARE,...",
                     help=f"share of the nodes per runtime: {', '.join(RUNTIMES)} (default crio=1; e.g. "
                          "crio=0.5,containerd=0.5)")
     fp.add_argument("--seed", type=int, help="the same seed gives the same nodes, pods, kinds and relative times")
-    fp.add_argument("--interval", type=_positive(float), default=5.0, metavar="SECONDS",
+    fp.add_argument("--interval", type=argtypes.positive(float), default=5.0, metavar="SECONDS",
                     help="seconds between progress lines (default 5)")
-    fp.add_argument("--max-queue", type=_count, metavar="SPANS",
+    fp.add_argument("--max-queue", type=argtypes.count, metavar="SPANS",
                     help="spans waiting for export at most; more are dropped and counted (default 65536)")
     _cidr_arguments(fp, FLEET_CIDR)  # a /12: 4,096 nodes of /24
     fp.set_defaults(func=fleet)
@@ -515,7 +402,7 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--pod", action="append", default=[], metavar="FILE",
                    help="pod manifest to run (repeatable; default examples/pods/hello.yaml)")
     _runtime_arguments(d)
-    d.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
+    d.add_argument("--otlp-endpoint", type=argtypes.endpoint, metavar="HOST:PORT",
                    help="send traces to this collector/Jaeger instead of the embedded sink")
     d.add_argument("--json", type=Path, metavar="FILE", help="write everything received as OTLP JSON")
     d.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML waterfall")
@@ -537,7 +424,7 @@ def _add_up_parser(sub: argparse._SubParsersAction) -> None:
     u = sub.add_parser("up", help="run the stack until Ctrl-C; drop pod manifests into its directory")
     u.add_argument("--manifests", type=Path, metavar="DIR", help="static pod directory (default: a new temp dir)")
     _runtime_arguments(u)
-    u.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
+    u.add_argument("--otlp-endpoint", type=argtypes.endpoint, metavar="HOST:PORT",
                    help="send traces here instead of the embedded sink")
     u.add_argument("--otlp-port", type=int, default=0, help="embedded sink's OTLP gRPC port (default: free port)")
     u.add_argument("--http-port", type=int, default=0, help="embedded sink's query API port (default: free port)")
@@ -546,10 +433,10 @@ def _add_up_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep the stack's temp dir (state, logs) after it stops; its path is printed")
     u.add_argument("--jaeger-ui", metavar="URL", help="link each pod-start trace to this Jaeger UI (e.g. http://127.0.0.1:16686)")
     _nodes_arguments(u)
-    u.add_argument("--node-name", metavar="NAME", type=_node_name,
+    u.add_argument("--node-name", metavar="NAME", type=argtypes.node_name,
                    help="this one node's name: the kubelet's --hostname-override and host.name on every span "
                         "(default: the machine's hostname); in a StatefulSet, $(POD_NAME)")
-    u.add_argument("--node-index", metavar="I", type=_index,
+    u.add_argument("--node-index", metavar="I", type=argtypes.index,
                    help="this one node's pod CIDR is block I of --cluster-cidr (default: the runtime's own network, "
                         "CRI-O's 10.85.0.0/16 or containerd's 10.88.0.0/16); in a StatefulSet, $(POD_INDEX)")
     _cidr_arguments(u)
@@ -566,7 +453,7 @@ def _add_sink_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--jsonl", type=Path, metavar="FILE",
                    help="also append every request to FILE as OTLP JSON lines (one per request; a request of more "
                         "than 1000 spans as several)")
-    s.add_argument("--allowed-hosts", type=_names, action="extend", default=[], metavar="NAME[,NAME...]",
+    s.add_argument("--allowed-hosts", type=argtypes.names, action="extend", default=[], metavar="NAME[,NAME...]",
                    help="Host names the HTTP listener answers to besides IP addresses, localhost and the --http "
                         "host (others get 403, against DNS rebinding); .example.com allows a domain and its "
                         "subdomains, '*' any name. For a sink reached by name, e.g. a Service in a cluster")
@@ -601,7 +488,8 @@ def _add_trace_file_parsers(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("replay", help="send a recorded OTLP/JSON file to an OTLP endpoint as new traces")
     r.add_argument("file", type=Path, metavar="FILE",
                    help="OTLP/JSON: what --json writes, or JSON lines (sink --jsonl, a Collector file export)")
-    r.add_argument("--otlp-endpoint", type=_endpoint, required=True, metavar="HOST:PORT", help="OTLP gRPC endpoint")
+    r.add_argument("--otlp-endpoint", type=argtypes.endpoint, required=True, metavar="HOST:PORT",
+                   help="OTLP gRPC endpoint")
     r.add_argument("--speed", type=float, metavar="N",
                    help="pace the spans by their recorded end times, N times as fast (default: all at once)")
     r.add_argument("--shift-to-now", action="store_true",
@@ -613,7 +501,7 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
     """``cristack check``: one pod against the user's Jaeger, its edges checked."""
     c = sub.add_parser("check", help="run a pod against your Jaeger and check the trace's edges")
     c.add_argument("--jaeger", required=True, metavar="URL", help="Jaeger query URL, e.g. http://127.0.0.1:16686")
-    c.add_argument("--otlp-endpoint", type=_endpoint, metavar="HOST:PORT",
+    c.add_argument("--otlp-endpoint", type=argtypes.endpoint, metavar="HOST:PORT",
                    help="where the stack sends spans (default: the Jaeger host, port 4317)")
     c.add_argument("--pod", type=Path, metavar="FILE", help="pod manifest (default examples/pods/hello.yaml)")
     _runtime_arguments(c, mix=False)
