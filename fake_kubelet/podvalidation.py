@@ -42,6 +42,16 @@ def _max_len(n: int) -> str:
     return f"must be no more than {n} characters"
 
 
+def _length_and_format(value: str, limit: int, pattern: re.Pattern[str], fmt: str, msg: str,
+                       *examples: str) -> list[str]:
+    """The two checks apimachinery's ``Is*`` functions make, each with its own error: at most ``limit``
+    characters, then the format."""
+    errs = [_max_len(limit)] if len(value) > limit else []
+    if not pattern.match(value):
+        errs.append(_regex_error(msg, fmt, *examples))
+    return errs
+
+
 def dns1123_label(value: str) -> list[str]:
     """``IsDNS1123Label``."""
     errs = [_max_len(DNS1123_LABEL_MAX)] if len(value) > DNS1123_LABEL_MAX else []
@@ -57,12 +67,9 @@ def dns1123_label(value: str) -> list[str]:
 
 def dns1123_subdomain(value: str) -> list[str]:
     """``IsDNS1123Subdomain``."""
-    errs = [_max_len(DNS1123_SUBDOMAIN_MAX)] if len(value) > DNS1123_SUBDOMAIN_MAX else []
-    if not _DNS1123_SUBDOMAIN.match(value):
-        errs.append(_regex_error("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                                 "characters, '-' or '.', and must start and end with an alphanumeric character",
-                                 _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
+    return _length_and_format(value, DNS1123_SUBDOMAIN_MAX, _DNS1123_SUBDOMAIN, _DNS1123_SUBDOMAIN_FMT,
+                              "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+                              "'-' or '.', and must start and end with an alphanumeric character", "example.com")
 
 
 _LABEL_KEY_MSG = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an " \
@@ -95,12 +102,10 @@ def qualified_name(value: str) -> list[str]:
 
 def label_value(value: str) -> list[str]:
     """``IsLabelValue``."""
-    errs = [_max_len(LABEL_VALUE_MAX)] if len(value) > LABEL_VALUE_MAX else []
-    if not _LABEL_VALUE.match(value):
-        errs.append(_regex_error("a valid label must be an empty string or consist of alphanumeric characters, "
-                                 "'-', '_' or '.', and must start and end with an alphanumeric character",
-                                 _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
+    return _length_and_format(value, LABEL_VALUE_MAX, _LABEL_VALUE, _LABEL_VALUE_FMT,
+                              "a valid label must be an empty string or consist of alphanumeric characters, '-', "
+                              "'_' or '.', and must start and end with an alphanumeric character",
+                              "MyValue", "my_value", "12345")
 
 
 def env_var_name(value: str) -> list[str]:
