@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.report import Row
-from bench.sink_load import SinkProcess, filling, post, proc_status, typical
-from bench.stats import p50
+from bench.sink_load import SinkProcess, filling, post, typical
+from bench.stats import p50, rss_kb
 from cristack.harness.jaeger import jaeger_binary, start_jaeger
 
 MiB = 2**20
@@ -37,10 +37,10 @@ class _Receiver:
         self.name, self.http, self.pid, self.stop, self.held = name, http, pid, stop, held
 
     def rss(self) -> int:
-        return proc_status(self.pid, "VmRSS") * 1024
+        return rss_kb(self.pid) * 1024
 
     def peak(self) -> int:
-        return proc_status(self.pid, "VmHWM") * 1024
+        return rss_kb(self.pid, peak=True) * 1024
 
 
 def _sink(base: Path) -> _Receiver:

@@ -19,6 +19,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from bench.stats import rss_kb
 from cristack.harness.procs import component_argv
 from cristack.lifeline import stop_process
 from cristack.wire.endpoints import free_ports
@@ -178,14 +179,6 @@ def grpc_export(target: str, body: bytes, timeout: float = 60.0, compression: gr
         return grpc.StatusCode.OK
 
 
-def proc_status(pid: int, key: str) -> int:
-    """A number from /proc/PID/status (VmRSS and VmHWM in KiB, Threads)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
 @dataclass
 class SinkProcess:
     """A ``cristack sink`` process on free loopback ports; its stderr goes to a file."""
@@ -223,14 +216,11 @@ class SinkProcess:
 
     def rss(self) -> int:
         """Resident memory now, in bytes."""
-        return proc_status(self.pid, "VmRSS") * 1024
+        return rss_kb(self.pid) * 1024
 
     def peak(self) -> int:
         """The highest resident memory so far (the kernel's high-water mark), in bytes."""
-        return proc_status(self.pid, "VmHWM") * 1024
-
-    def threads(self) -> int:
-        return proc_status(self.pid, "Threads")
+        return rss_kb(self.pid, peak=True) * 1024
 
     def stats(self) -> dict:
         import json

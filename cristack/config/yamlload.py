@@ -17,7 +17,6 @@ manifest may be a link to a file that is not a manifest at all.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
@@ -89,21 +88,6 @@ def check_aliases(root: yaml.Node) -> None:
         depths.extend([depth] * len(children))
 
 
-# Where an alias can start: at the start of the stream, or after whitespace or a flow indicator ('[', '{',
-# ',', ':' adjacent to a JSON-like key). '*' cannot start a plain scalar, so anything else is no alias.
-_ALIAS_START = re.compile(rb"(?:\A|[\s\[{,:])\*")
-
-
-def may_alias(content: bytes) -> bool:
-    """False only when ``content`` certainly holds no alias, so that the walk is spared for the common
-    manifest. UTF-16 input (which libyaml decodes) and a byte-order mark are always walked."""
-    if b"*" not in content:
-        return False
-    if b"\x00" in content or content.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-        return True
-    return _ALIAS_START.search(content) is not None
-
-
 def _message(err: yaml.YAMLError) -> str:
     if isinstance(err, yaml.MarkedYAMLError):
         mark = err.problem_mark or err.context_mark
@@ -121,8 +105,7 @@ def load(content: bytes) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        if may_alias(content):
-            check_aliases(node)
+        check_aliases(node)  # one walk of the node graph: a document without aliases meets no node twice
         return loader.construct_document(node)
     except yaml.YAMLError as err:
         raise YamlError(_message(err)) from None

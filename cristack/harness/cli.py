@@ -311,6 +311,7 @@ def _nodes_fit(prog: str, args: argparse.Namespace) -> bool:
 
 def load(args: argparse.Namespace) -> int:
     from cristack.harness.load import LoadOptions, run_load
+    from cristack.harness.nodeplan import ClusterError, check_mix
 
     if not _nodes_fit("cristack load", args):
         return 2
@@ -318,9 +319,10 @@ def load(args: argparse.Namespace) -> int:
     if runtime_type is None:
         return 2
     runtimes = args.runtime or ("crio",)
-    if len(runtimes) > args.nodes:
-        print(f"cristack load: --runtime {','.join(runtimes)}: {len(runtimes)} runtimes are dealt one per "
-              f"node round-robin; give --nodes {len(runtimes)} or more", file=sys.stderr)
+    try:
+        check_mix(runtimes, args.nodes)
+    except ClusterError as err:
+        print(f"cristack load: {err}", file=sys.stderr)
         return 2
     return run_load(LoadOptions(nodes=args.nodes, rate=args.pods_per_second, duration=args.duration,
                                 otlp_endpoint=args.otlp_endpoint, lifetime=args.pod_lifetime, interval=args.interval,

@@ -23,7 +23,7 @@ from cristack.containers.crilog import read_log
 from cristack.harness import podevents
 from cristack.harness.assertions import pod_start
 from cristack.harness.cluster import Cluster
-from cristack.harness.nodeplan import ClusterError, NodePlan, assign, plan_nodes
+from cristack.harness.nodeplan import ClusterError, NodePlan, assign, check_mix, plan_nodes
 from cristack.harness.procs import Cleanup, run_with_cleanup
 from cristack.harness.render import html as html_render
 from cristack.harness.render.escape import visible
@@ -372,13 +372,6 @@ def trace_id_lines(pods: list[dict], opts: DemoOptions | None = None) -> list[st
     if others:
         lines.append(f"other syncs (running, stopping, cleanup): {', '.join(others)}")
     return lines or ["(no trace ids recorded)"]
-
-
-def check_mix(runtimes: tuple[str, ...], nodes: int) -> None:
-    """ValueError when several runtimes are asked of fewer nodes than there are runtimes to deal."""
-    if len(runtimes) > nodes:
-        raise ValueError(f"--runtime {','.join(runtimes)}: {len(runtimes)} runtimes are dealt one per node "
-                         f"round-robin; give --nodes {len(runtimes)} or more")
 
 
 def stack_context(parent: EnvContext) -> dict[str, str]:

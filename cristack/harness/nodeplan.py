@@ -68,3 +68,11 @@ def assign(manifests: list[Path], nodes: int, spread: bool) -> list[list[Path]]:
     if not spread:
         return [list(manifests) for _ in range(nodes)]
     return [manifests[i::nodes] for i in range(nodes)]
+
+
+def check_mix(runtimes: tuple[str, ...], nodes: int) -> None:
+    """ClusterError when several runtimes are asked of fewer nodes than there are runtimes to deal (one per node,
+    round-robin: demo, up and load alike)."""
+    if len(runtimes) > nodes:
+        raise ClusterError(f"--runtime {','.join(runtimes)}: {len(runtimes)} runtimes are dealt one per node "
+                           f"round-robin; give --nodes {len(runtimes)} or more")

@@ -22,8 +22,8 @@ from rich.console import Console
 
 from cristack.harness import podevents
 from cristack.harness.cluster import Cluster
-from cristack.harness.demo import DemoOptions, check_mix, print_event, stack_context, start_lines
-from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK, NodePlan, node_cidr, plan_nodes
+from cristack.harness.demo import DemoOptions, print_event, stack_context, start_lines
+from cristack.harness.nodeplan import CLUSTER_CIDR, NODE_CIDR_MASK, NodePlan, check_mix, node_cidr, plan_nodes
 from cristack.harness.procs import Cleanup, run_with_cleanup, stop_children
 from cristack.harness.sink.receiver import Sink
 from cristack.harness.sink.store import SpanStore

@@ -223,7 +223,8 @@ async def serve(
 
     A unix socket is claimed first (``claim_unix_socket``: a live one is never taken over, SocketInUse); a
     component that must not touch its state while another instance serves claims it itself before loading and
-    passes ``claim``. On the way out only our own socket file is removed.
+    passes ``claim``, which it then releases itself (``run_main``). On the way out only our own socket file is
+    removed.
     """
     if stop is None:
         prepare_process()
@@ -231,15 +232,16 @@ async def serve(
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[SafeRequests(), *interceptors],
                              maximum_concurrent_rpcs=max_concurrent_rpcs or DEFAULT_MAX_CONCURRENT_RPCS)
     register(_GenericHandlersOnly(server))  # type: ignore[arg-type] - the server's methods but one
+    ours = None  # a claim passed in is its maker's to release (run_main does, also when serve never ran)
     if endpoint.path is not None and claim is None:
-        claim = claim_unix_socket(endpoint.path, private_parent=private_parent)
+        claim = ours = claim_unix_socket(endpoint.path, private_parent=private_parent)
     elif endpoint.path is None:
         warn_if_exposed(endpoint, component)
     try:
         await _serve_claimed(component, endpoint, server, claim, on_started, on_stop, stop)
     finally:
-        if claim is not None:
-            claim.release()
+        if ours is not None:
+            ours.release()
 
 
 async def _serve_claimed(component: str, endpoint: Endpoint, server: grpc.aio.Server, claim: SocketClaim | None,

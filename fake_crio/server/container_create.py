@@ -114,11 +114,8 @@ class ContainerCreate(ServerBase):
             if cfg.log_path:
                 if not sb.log_directory:
                     raise InvalidArgument("ContainerConfig.LogPath is set but the sandbox has no log_directory")
-                try:
-                    log_path = str(logdirs.log_file(sb.log_directory, cfg.log_path, self.config.pod_logs_root,
-                                                    self.config.confine_pod_logs))
-                except ValueError as err:
-                    raise InvalidArgument(f"log_path {cfg.log_path!r} refused: {err}") from None
+                log_path = str(logdirs.log_file(sb.log_directory, cfg.log_path, self.config.pod_logs_root,
+                                                self.config.confine_pod_logs))  # InvalidArgument, cut, if refused
                 Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         async with self.step("internal/config/seccomp.(*Config).Setup"):
             log.debug("Setup seccomp from profile field: <nil>")

@@ -39,7 +39,7 @@ class SandboxRun(SandboxNetwork, ServerBase):
         log.info("Running pod sandbox: %s/%s/POD", md.namespace, md.name)
         resource = f"k8s_{md.name}_{md.namespace}_{md.uid}_{md.attempt}"
         stages = Stages(resource, "sandbox creating")
-        log_dir = self.pod_log_dir(cfg.log_directory)
+        log_dir = self.pod_log_dir(cfg.log_directory, sid)
         sb = SandboxRecord(
             id=sid, name=md.name, uid=md.uid, namespace=md.namespace, attempt=md.attempt,
             created_at=time.time_ns(), runtime_handler=rt.name, log_directory=log_dir,
@@ -78,16 +78,13 @@ class SandboxRun(SandboxNetwork, ServerBase):
         log.info("Ran pod sandbox %s with infra container: %s/%s/POD", sb.id, md.namespace, md.name)
         return pb.RunPodSandboxResponse(pod_sandbox_id=sb.id)
 
-    def pod_log_dir(self, log_directory: str) -> str:
+    def pod_log_dir(self, log_directory: str, sandbox_id: str = "") -> str:
         """The sandbox's log directory, confined under --pod-logs-root when asked, created."""
         if not log_directory:
             return ""
-        try:
-            path = logdirs.log_directory(log_directory, self.config.pod_logs_root, self.config.confine_pod_logs)
-        except ValueError as err:
-            where = f" (--pod-logs-root confines logs under {self.config.pod_logs_root})" \
-                if self.config.confine_pod_logs else ""
-            raise InvalidArgument(f"log_directory {log_directory!r} refused: {err}{where}") from None
+        # logdirs answers InvalidArgument itself, with the value cut and the confinement named.
+        path = logdirs.log_directory(log_directory, self.config.pod_logs_root, self.config.confine_pod_logs,
+                                     sandbox_id)
         try:
             path.mkdir(parents=True, exist_ok=True, mode=0o755)
         except OSError as err:

@@ -25,7 +25,10 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
@@ -219,3 +222,13 @@ def decode(body: bytes | memoryview, kind: str) -> Request:
     """A body of ``kind`` (PROTOBUF or JSON, already inflated) checked whole; Refused says why not."""
     return Request(protobuf_of(body, kind))
 
+
+def response(refused: int) -> ExportTraceServiceResponse:
+    """The answer to an export, over gRPC and HTTP alike: spans refused by the per-trace bounds are counted as the
+    OTLP specification's partial success, the rest were kept."""
+    out = ExportTraceServiceResponse()
+    if refused:
+        out.partial_success.rejected_spans = refused
+        out.partial_success.error_message = (f"{refused} spans refused: their trace holds as many spans or bytes as "
+                                             "the sink keeps of one trace")
+    return out

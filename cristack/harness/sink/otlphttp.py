@@ -23,9 +23,8 @@ from urllib.parse import urlsplit
 
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
-from cristack.harness.sink.intake import JSON, PROTOBUF, Refused, decode, inflate
+from cristack.harness.sink.intake import JSON, PROTOBUF, Refused, decode, inflate, response
 from cristack.harness.sink.limits import Busy, Hold
 from cristack.wording import cut
 
@@ -148,14 +147,10 @@ def _read_chunked(h: Handler, limit: int, hold: Hold) -> bytearray:
 
 
 def answer(h: Handler, kind: str, refused: int) -> None:
-    response = tpb.ExportTraceServiceResponse()
-    if refused:
-        response.partial_success.rejected_spans = refused
-        response.partial_success.error_message = (f"{refused} spans refused: their trace holds as many spans or bytes "
-                                                  "as the sink keeps of one trace")
+    out = response(refused)
     if kind == JSON:
-        return h.respond(200, json_format.MessageToJson(response, indent=None).encode(), JSON)
-    return h.respond(200, response.SerializeToString(), PROTOBUF)
+        return h.respond(200, json_format.MessageToJson(out, indent=None).encode(), JSON)
+    return h.respond(200, out.SerializeToString(), PROTOBUF)
 
 
 def status(h: Handler, code: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:

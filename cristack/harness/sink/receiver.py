@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
 from cristack.harness.sink.hosts import AllowedHosts
 from cristack.harness.sink.httpserver import SinkHTTPServer
-from cristack.harness.sink.intake import MAX_HTTP_BODY, PROTOBUF, Refused, decode
+from cristack.harness.sink.intake import MAX_HTTP_BODY, PROTOBUF, Refused, decode, response
 from cristack.harness.sink.limits import Busy, Gate, Limits
 from cristack.harness.sink.store import SpanStore
 
@@ -46,12 +45,7 @@ def _export_handler(store: SpanStore, gate: Gate) -> grpc.GenericRpcHandler:
             context.abort(err.code, str(err))
         except Busy as err:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the sink is busy ({err}); retry")
-        response = tpb.ExportTraceServiceResponse()
-        if kept < request.count:
-            response.partial_success.rejected_spans = request.count - kept
-            response.partial_success.error_message = (f"{request.count - kept} spans refused: their trace holds as "
-                                                      "many spans or bytes as the sink keeps of one trace")
-        return response.SerializeToString()
+        return response(request.count - kept).SerializeToString()
 
     return grpc.method_handlers_generic_handler(SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(export)})
 
