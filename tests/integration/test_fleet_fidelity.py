@@ -31,7 +31,14 @@ def comparisons():
 
 @pytest.mark.parametrize(("runtime", "kind"), KINDS, ids=[f"{r}-{k}" for r, k in KINDS])
 def test_each_fleet_trace_of_a_kind_has_a_live_twin(comparisons, runtime, kind):
-    r = comparisons(runtime).result(kind)
+    comparison = comparisons(runtime)
+    r = comparison.result(kind)
+    if r.live_traces and not r.clean:
+        # Which periodic syncs land inside a pod's life is the machine's timing (CI once lacked a mid-life sync of
+        # the slow-storage pod): a second live sample of the same work, kept beside the first, before judging. A
+        # shape the live stack never makes is missing from both.
+        comparison.run_live()
+        r = comparison.result(kind)
     assert r.fleet_traces, f"the fleet issued no trace of {kind}"
     assert r.live_traces, f"the live nodes made no trace for {kind}"
     assert r.clean, (f"{runtime} {kind}: {r.fleet_traces - r.with_twin} of {r.fleet_traces} fleet traces have no live "

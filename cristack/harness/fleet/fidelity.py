@@ -85,7 +85,7 @@ class Comparison:
         missing = {k.name for k in self.cat.of_role("episode")} - set(self.chosen)
         if missing:
             raise ValueError(f"seed {model.seed} gives no lone pod of {', '.join(sorted(missing))}")
-        self.rec: Recording | None = None
+        self.recs: list[Recording] = []  # live samples of the same work (run_live adds one)
 
     def _span_s(self, kind: str) -> float:
         k = self.cat.kinds[kind]
@@ -104,8 +104,11 @@ class Comparison:
         return out
 
     def run_live(self, say: Callable[[str], None] = lambda _: None) -> None:
-        self.rec = record(self.cat.runtime, SHORT, idle_window_s=12.0,
-                          pod_names={k: name for k, (_, name, _) in self.chosen.items()}, say=say)
+        """Runs the same work on live nodes once more and keeps it beside the earlier samples: which of a pod's
+        periodic syncs land inside its life depends on the machine's timing, so one sample may lack a shape
+        that the live stack makes for that work."""
+        self.recs.append(record(self.cat.runtime, SHORT, idle_window_s=12.0,
+                          pod_names={k: name for k, (_, name, _) in self.chosen.items()}, say=say))
 
     def _root_name(self, kind: str) -> str:
         return next(s.name for s in self.cat.kinds[kind].spans if s.parent is None)
@@ -122,13 +125,17 @@ class Comparison:
         return mine if kind == episode else [t for t in mine if root_of(t).name == self._root_name(kind)]
 
     def live_traces(self, kind: str) -> list[list[Span]]:
-        assert self.rec is not None, "run_live first"
+        assert self.recs, "run_live first"
         k = self.cat.kinds[kind]
-        if k.role == "node":
-            return traces_of([span_of(r) for r in self.rec.raw[self.rec.nodes[0].name]])
-        node, run = self.rec.runs[k.of or kind]
-        return [t for t in traces_of([span_of(r) for r in self.rec.raw[node.name]])
-                if root_of(t).name not in NODE_ROOTS and run.t0 <= root_of(t).start <= run.end]
+        out: list[list[Span]] = []
+        for rec in self.recs:
+            if k.role == "node":
+                out += traces_of([span_of(r) for r in rec.raw[rec.nodes[0].name]])
+                continue
+            node, run = rec.runs[k.of or kind]
+            out += [t for t in traces_of([span_of(r) for r in rec.raw[node.name]])
+                    if root_of(t).name not in NODE_ROOTS and run.t0 <= root_of(t).start <= run.end]
+        return out
 
     def result(self, kind: str) -> KindResult:
         ours = self.fleet_traces(kind)
